@@ -1,0 +1,121 @@
+"""The engine: one ``trio.run``, one root nursery, actors that talk only through memory channels.
+
+Read ``run_engine`` top to bottom: the store, then the book, then the fire recorder, then the
+feeds, then the web. Each actor is started with ``await nursery.start(...)``, so the next one
+begins only once the previous one is ready, and an error in any of them cancels all of them.
+
+    feeds --ticks--> book --fires--> fire recorder (store, outbox) --> sinks (later)
+      ^                ^   |
+      |  demand        |   +-- last prices --> web
+      +----------------+-- commands <-- web (writes through the store first)
+
+Shutdown is cancellation: SIGINT or SIGTERM cancels the root scope; the fire recorder shields
+only its final flush, bounded by ``SHUTDOWN_GRACE_S``. A second signal ends the process at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+
+import trio
+import trio_asyncio
+
+from engine.book.actor import Demand, LastPrices, run_book
+from engine.book.book import TriggerBook
+from engine.config import Config
+from engine.feeds.registry import FeedRegistry
+from engine.feeds.runner import run_feeds
+from engine.feeds.status import FeedStates
+from engine.metrics import Metrics
+from engine.model import BookCommand, Fire, Tick
+from engine.store import Store, open_store, run_fire_recorder
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 10.0
+TICK_BUFFER = 4096  # a burst of frames; feeds wait (back-pressure) beyond it
+COMMAND_BUFFER = 1024
+FIRE_BUFFER = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """What a running engine exposes to whoever started it (the web layer and the tests)."""
+
+    config: Config
+    store: Store
+    book: TriggerBook
+    prices: LastPrices
+    demand: Demand
+    feeds: FeedRegistry
+    feed_states: FeedStates
+    metrics: Metrics
+    commands: trio.MemorySendChannel[BookCommand]
+    http_port: int
+
+
+async def run_engine(
+    config: Config,
+    feeds: FeedRegistry,
+    *,
+    task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run every actor until cancelled; ``task_status.started`` gets the :class:`Engine`.
+
+    Raises whatever an actor raises that it cannot handle itself (a migration that fails, a
+    port that is taken); the other actors are cancelled first.
+    """
+    from web.server import WebContext, run_web  # the web imports the engine, not the reverse
+
+    metrics = Metrics()
+    prices = LastPrices()
+    demand = Demand()
+    feed_states = FeedStates()
+    ticks_send, ticks_recv = trio.open_memory_channel[Tick](TICK_BUFFER)
+    commands_send, commands_recv = trio.open_memory_channel[BookCommand](COMMAND_BUFFER)
+    fires_send, fires_recv = trio.open_memory_channel[Fire](FIRE_BUFFER)
+
+    async with trio_asyncio.open_loop(), open_store(config.database) as store:
+        book = TriggerBook()
+        book.bulk_load(await store.load_live_triggers())
+        log.info("book loaded: %d live triggers", len(book))
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                run_fire_recorder, store, fires_recv, config.enabled_sinks(), metrics
+            )
+            await nursery.start(
+                run_book, book, ticks_recv, commands_recv, fires_send, prices, demand, metrics
+            )
+            await nursery.start(run_feeds, config, feeds, ticks_send, demand, feed_states, metrics)
+            web = WebContext(
+                config=config,
+                store=store,
+                commands=commands_send,
+                prices=prices,
+                feeds=feeds,
+                feed_states=feed_states,
+                metrics=metrics,
+                book=book,
+            )
+            http_port = await nursery.start(run_web, web)
+            log.info("triggerbook ready on http://%s:%d", config.http.host, http_port)
+            task_status.started(
+                Engine(
+                    config, store, book, prices, demand, feeds, feed_states, metrics,
+                    commands_send, http_port,
+                )
+            )
+
+
+async def serve(config: Config, feeds: FeedRegistry) -> None:
+    """Run the engine until SIGINT or SIGTERM, then shut it down within the grace deadline."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_engine, config, feeds)
+            async for signum in signals:
+                log.info("%s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

@@ -1,0 +1,50 @@
+"""Every hook a triggerbook plugin can implement, in one module.
+
+pluggy project name ``triggerbook``; third-party packages register through the ``triggerbook``
+entry-point group, built-ins through the same hooks (``engine.plugins.BUILTIN_PLUGINS``).
+
+Hooks are synchronous: pluggy calls them once at start and collects every plugin's answer into a
+list. They return classes or objects; the engine runs their async parts (a feed's connection, a
+sink's delivery loop) in its own nursery, so a plugin never owns a task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from engine.feeds.exchange import Exchange
+    from engine.feeds.source import FeedSource
+
+PROJECT = "triggerbook"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -------------------------------------------------------------------------------------------------
+# feeds
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def triggerbook_exchanges() -> Sequence[type[Exchange]]:
+    """Return the WebSocket exchanges this plugin provides.
+
+    Called once at start; every plugin's list is collected (not ``firstresult``). Each class is
+    instantiated with its ``[feeds.<name>]`` table when enabled, and driven by the shared feed
+    runner. Two exchanges with one ``name`` is a :class:`engine.errors.PluginError`.
+    """
+
+
+@hookspec
+def triggerbook_feed_sources() -> Sequence[type[FeedSource]]:
+    """Return price sources that are not WebSocket exchanges and bring their own actor.
+
+    Called once at start; every plugin's list is collected. Each class is instantiated with its
+    ``[feeds.<name>]`` table when enabled, and its ``async run(...)`` is started in the engine's
+    nursery (see :class:`engine.feeds.source.FeedSource`).
+    """

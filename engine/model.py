@@ -1,0 +1,134 @@
+"""The values that travel between actors: ticks, triggers, fires, book commands, stored rows.
+
+They are msgspec Structs: immutable, typed, and cheap to create (about 0.2 us, a third of a
+frozen dataclass), which matters on the hot path frame -> tick -> book -> fire. ``gc=False``
+where a value holds no containers keeps a million triggers out of the cyclic collector.
+
+Prices are ``Decimal`` from the wire to the database; no float ever reaches a comparison.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+import msgspec
+
+
+class Direction(StrEnum):
+    """Which crossing fires a trigger."""
+
+    ABOVE = "above"  # fires on the first tick with price >= target
+    BELOW = "below"  # fires on the first tick with price <= target
+
+
+class AlertStatus(StrEnum):
+    """An alert's life: ``created`` -> ``triggered`` | ``deleted``."""
+
+    CREATED = "created"
+    TRIGGERED = "triggered"
+    DELETED = "deleted"
+
+
+class Tick(msgspec.Struct, frozen=True, gc=False):
+    """One price observation from a feed.
+
+    ``symbol`` is the exchange's normalised symbol (``BTCUSDT`` on Binance, ``BTC-USD`` on
+    Coinbase). ``exchange_time_ms`` is the exchange's event time (0 when it sends none);
+    ``received_ns`` is ``time.monotonic_ns()`` when the frame arrived, for tick-to-fire latency.
+    """
+
+    exchange: str
+    symbol: str
+    price: Decimal
+    exchange_time_ms: int = 0
+    received_ns: int = 0
+
+
+class Trigger(msgspec.Struct, frozen=True, gc=False):
+    """What the book needs of an alert: the id, where it listens, and when it fires."""
+
+    id: int
+    exchange: str
+    symbol: str
+    direction: Direction
+    target: Decimal
+
+
+class Fire(msgspec.Struct, frozen=True):
+    """Every trigger one tick fired, in the book's order (threshold, then id)."""
+
+    tick: Tick
+    triggers: tuple[Trigger, ...]
+    fired_ns: int = 0  # time.monotonic_ns() when the book fired them
+
+
+# --- commands to the book actor ---------------------------------------------------------------
+
+
+class AddTrigger(msgspec.Struct, frozen=True, gc=False):
+    """Put a committed alert into the book."""
+
+    trigger: Trigger
+
+
+class RemoveTrigger(msgspec.Struct, frozen=True, gc=False):
+    """Take an alert out of the book (deleted); a no-op if it already fired."""
+
+    trigger_id: int
+
+
+BookCommand = AddTrigger | RemoveTrigger
+
+
+# --- rows of the store ------------------------------------------------------------------------
+
+
+class User(msgspec.Struct, frozen=True):
+    """An account. ``password_hash`` is bcrypt's output; it never leaves the server."""
+
+    id: int
+    username: str
+    email: str
+    password_hash: str
+    is_staff: bool
+    created_at: datetime
+
+
+class Alert(msgspec.Struct, frozen=True):
+    """An alert row as the API shows it to its owner."""
+
+    id: int
+    owner_id: int
+    exchange: str
+    symbol: str
+    target_price: Decimal
+    direction: Direction
+    status: AlertStatus
+    name: str
+    created_at: datetime
+    triggered_at: datetime | None = None
+    triggered_price: Decimal | None = None
+    deleted_at: datetime | None = None
+
+    def trigger(self) -> Trigger:
+        """The book's view of this alert."""
+        return Trigger(self.id, self.exchange, self.symbol, self.direction, self.target_price)
+
+
+class OutboxRow(msgspec.Struct, frozen=True):
+    """One notification to deliver through one sink channel (``console``, ``email``, ...).
+
+    ``id`` is stable across retries, so a receiver can drop duplicates (e.g. the email
+    ``Message-ID``).
+    """
+
+    id: int
+    alert_id: int
+    channel: str
+    payload: dict[str, object]
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    last_error: str | None = None
