@@ -70,7 +70,7 @@ class AuthConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration, validated. ``feeds`` and ``sinks`` map a plugin name to its table."""
+    """The whole configuration, validated; ``feeds`` and ``sinks`` map a plugin name to a table."""
 
     http: HttpConfig
     database: DatabaseConfig
@@ -213,7 +213,9 @@ def _parse_env(default: Any, section: str, key: str, text: str, name: str) -> An
     return text
 
 
-def _group(sections: Mapping[str, Mapping[str, Any]], group: str) -> Mapping[str, Mapping[str, Any]]:
+def _group(
+    sections: Mapping[str, Mapping[str, Any]], group: str
+) -> Mapping[str, Mapping[str, Any]]:
     prefix = group + "."
     return MappingProxyType(
         {name[len(prefix) :]: table for name, table in sections.items() if name.startswith(prefix)}
