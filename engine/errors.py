@@ -20,6 +20,10 @@
         +-- NotFound                  no such resource, or not yours (404)
         +-- Unauthorized              missing, invalid or expired credentials (401)
         +-- RateLimited               too many attempts (429, carries retry_after)
+        +-- MalformedRequest          a body that is not one JSON object, or a bad header (400)
+        +-- PayloadTooLarge           a request body over the cap (413)
+        +-- UnsupportedMediaType      a body that is not application/json (415)
+        +-- Forbidden                 authenticated but not allowed: non-staff listing users (403)
 
 Library errors are re-raised as ours at the edge (``raise FeedClosed(...) from None``), so callers
 catch a named set and let everything else propagate.
@@ -139,3 +143,20 @@ class RateLimited(ApiError):
     def __init__(self, detail: str, retry_after: int) -> None:
         self.retry_after = retry_after
         super().__init__(detail)
+
+
+class MalformedRequest(ApiError):
+    """Raised when a body is not valid JSON, is not one JSON object, or repeats a key."""
+
+
+class PayloadTooLarge(ApiError):
+    """Raised when a request body exceeds the web layer's size cap; nothing of it is parsed."""
+
+
+class UnsupportedMediaType(ApiError):
+    """Raised when a request with a body does not declare ``Content-Type: application/json``."""
+
+
+class Forbidden(ApiError):
+    """Raised when an authenticated user may not use a route at all (not for another user's
+    objects: those are :class:`NotFound`, so their existence never leaks)."""
