@@ -75,6 +75,7 @@ def _match(**fields: object) -> str:
         ("42", "unknown-event"),
         ('{"type": "l2update", "product_id": "BTC-USD"}', "unknown-event"),
         ('{"no_type": true}', "unknown-event"),
+        ('{"type": ["match"]}', "unknown-event"),
         (_match(price="abc"), "bad-price"),
         (_match(price="NaN"), "bad-price"),
         (_match(price="Infinity"), "bad-price"),

@@ -106,7 +106,8 @@ class Coinbase(Exchange):
             raise BadFrame("not-json", frame) from None
         if not isinstance(msg, dict):
             raise BadFrame("unknown-event", frame)
-        handler = _HANDLERS.get(msg.get("type"))
+        key = msg.get("type")
+        handler = _HANDLERS.get(key) if isinstance(key, str) else None
         if handler is None:
             raise BadFrame("unknown-event", frame)
         return handler(self, msg, frame, received_ns)
@@ -133,7 +134,7 @@ class Coinbase(Exchange):
 
 Handler = Callable[[Coinbase, Message, "str | bytes", int], list[Tick]]
 
-_HANDLERS: Mapping[object, Handler] = {
+_HANDLERS: Mapping[str, Handler] = {
     "match": Coinbase._trade,
     "last_match": Coinbase._trade,
     "ticker": Coinbase._trade,

@@ -1,0 +1,192 @@
+"""The Kraken v2 exchange on frames copied from its documentation (``data/kraken.jsonl``)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from triggerbook_kraken import Kraken, triggerbook_exchanges
+
+from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.model import Tick
+
+FRAMES = (Path(__file__).parent / "data" / "kraken.jsonl").read_text().splitlines()
+RECEIVED = 987_654_321
+ALGO = Tick("kraken", "ALGO/USD", Decimal("0.10035"), 1695632671742, RECEIVED)
+
+# One entry per line of kraken.jsonl: the ticks that line must give (None: it raises).
+EXPECTED: list[list[Tick] | None] = [
+    [],  # status
+    [],  # trade subscribe ack
+    [],  # trade snapshot: history, not a price now
+    [Tick("kraken", "MATIC/USD", Decimal("0.5117"), 1695628177708, RECEIVED)],
+    [],  # heartbeat
+    [],  # ticker subscribe ack
+    [ALGO],  # ticker snapshot: the current last price
+    [ALGO],  # ticker update
+    [],  # pong
+    [],  # unsubscribe ack
+    None,  # failed subscribe
+]
+
+
+def test_every_recorded_line_has_an_expectation() -> None:
+    assert len(FRAMES) == len(EXPECTED)
+
+
+@pytest.mark.parametrize(("index", "frame"), list(enumerate(FRAMES)))
+def test_recorded_frames_give_exact_ticks(index: int, frame: str) -> None:
+    kraken = Kraken()
+    expected = EXPECTED[index]
+    if expected is None:
+        with pytest.raises(SubscriptionRejected) as info:
+            kraken.parse(frame, RECEIVED)
+        assert info.value.symbols == ("FOO/USD",)
+        assert "Currency pair not supported" in info.value.reason
+        return
+    ticks = kraken.parse(frame, RECEIVED)
+    assert ticks == expected
+    # JSON numbers keep their digits: 0.5117, not 0.51170000000000004
+    assert [str(t.price) for t in ticks] == [str(t.price) for t in expected]
+
+
+def test_a_trade_frame_with_many_trades_gives_a_tick_each() -> None:
+    frame = json.loads(FRAMES[2])
+    frame["type"] = "update"
+    ticks = Kraken().parse(json.dumps(frame), 1)
+    assert [(t.price, t.exchange_time_ms) for t in ticks] == [
+        (Decimal("0.5147"), 1695628116925),
+        (Decimal("0.5147"), 1695628176925),
+    ]
+
+
+def test_a_failed_unsubscribe_names_the_symbol_from_its_result() -> None:
+    frame = {
+        "method": "unsubscribe",
+        "success": False,
+        "error": "Subscription Not Found",
+        "result": {"channel": "trade", "symbol": "ETH/USD"},
+    }
+    with pytest.raises(SubscriptionRejected) as info:
+        Kraken().parse(json.dumps(frame), 0)
+    assert info.value.symbols == ("ETH/USD",)
+
+
+def test_a_failed_request_without_symbol_or_words_still_rejects() -> None:
+    with pytest.raises(SubscriptionRejected) as info:
+        Kraken().parse('{"method": "subscribe", "success": false, "result": "?"}', 0)
+    assert info.value.symbols == ()
+    assert info.value.reason == "request failed"
+
+
+def _update(**fields: object) -> str:
+    frame = json.loads(FRAMES[3])
+    item = frame["data"][0]
+    item.update(fields)
+    frame["data"][0] = {k: v for k, v in item.items() if v is not None}
+    return json.dumps(frame)
+
+
+@pytest.mark.parametrize(
+    ("frame", "kind"),
+    [
+        ("garbage", "not-json"),
+        (b"\x00\x01", "not-json"),
+        ('{"channel": "trade"', "not-json"),
+        ("[]", "unknown-event"),
+        ('"heartbeat"', "unknown-event"),
+        ('{"channel": "book", "type": "update", "data": []}', "unknown-event"),
+        ('{"channel": ["trade"]}', "unknown-event"),
+        ('{"method": "add_order"}', "unknown-event"),
+        ("{}", "unknown-event"),
+        ('{"channel": "trade", "type": "update"}', "bad-shape"),
+        ('{"channel": "trade", "type": "update", "data": {"a": 1}}', "bad-shape"),
+        ('{"channel": "trade", "type": "update", "data": [7]}', "bad-shape"),
+        (_update(symbol=None), "bad-shape"),
+        (_update(timestamp="noon"), "bad-shape"),
+        (_update(timestamp=1695628177), "bad-shape"),
+        (_update(price=None), "bad-price"),
+        (_update(price="x"), "bad-price"),
+        (_update(price=-0.5), "bad-price"),
+        (_update(price=0), "bad-price"),
+        (_update(price=False), "bad-price"),
+        (_update(price={"v": 1}), "bad-price"),
+        ('{"channel": "ticker", "type": "update", "data": [{"symbol": "A/B"}]}', "bad-price"),
+    ],
+)
+def test_garbage_raises_bad_frame_of_its_kind(frame: str | bytes, kind: str) -> None:
+    with pytest.raises(BadFrame) as info:
+        Kraken().parse(frame, 0)
+    assert info.value.kind == kind
+
+
+def test_a_trade_without_timestamp_has_exchange_time_zero_and_integer_prices_are_exact() -> None:
+    [tick] = Kraken().parse(_update(timestamp=None, price=70000), 3)
+    assert tick == Tick("kraken", "MATIC/USD", Decimal(70000), 0, 3)
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("BTC/USD", "BTC/USD"),
+        ("btc/usd", "BTC/USD"),
+        ("btc-usd", "BTC/USD"),
+        (" btc_usd ", "BTC/USD"),
+        ("XBT/USD", "BTC/USD"),
+        ("xbtusd", "BTC/USD"),
+        ("xdg/eur", "DOGE/EUR"),
+        ("ETHUSDT", "ETH/USDT"),
+        ("solbtc", "SOL/BTC"),
+        ("ZZZ", "ZZZ"),
+    ],
+)
+def test_symbols_normalise_to_base_slash_quote(given: str, canonical: str) -> None:
+    assert Kraken().normalise_symbol(given) == canonical
+
+
+def test_trade_subscribe_asks_for_no_snapshot() -> None:
+    kraken = Kraken()
+    [sub] = kraken.subscribe_frames(["BTC/USD", "MATIC/USD"])
+    assert json.loads(sub) == {
+        "method": "subscribe",
+        "params": {"channel": "trade", "symbol": ["BTC/USD", "MATIC/USD"], "snapshot": False},
+    }
+    [unsub] = kraken.unsubscribe_frames(["BTC/USD"])
+    assert json.loads(unsub) == {
+        "method": "unsubscribe",
+        "params": {"channel": "trade", "symbol": ["BTC/USD"]},
+    }
+
+
+def test_ticker_channel_keeps_its_snapshot() -> None:
+    kraken = Kraken({"channel": "ticker"})
+    [sub] = kraken.subscribe_frames(["ALGO/USD"])
+    assert json.loads(sub) == {
+        "method": "subscribe",
+        "params": {"channel": "ticker", "symbol": ["ALGO/USD"]},
+    }
+
+
+def test_ping_every_thirty_seconds() -> None:
+    kraken = Kraken()
+    assert kraken.heartbeat_interval_s == 30.0
+    assert json.loads(kraken.heartbeat_frame()) == {"method": "ping"}
+
+
+def test_unknown_channel_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="channel"):
+        Kraken({"channel": "book"})
+
+
+def test_url_from_config() -> None:
+    assert Kraken({"url": "ws://127.0.0.1:9/v2"}).connect_url() == "ws://127.0.0.1:9/v2"
+    assert Kraken().connect_url() == "wss://ws.kraken.com/v2"
+
+
+def test_hook_and_entry_point() -> None:
+    assert list(triggerbook_exchanges()) == [Kraken]
+    names = {ep.name: ep.value for ep in entry_points(group="triggerbook")}
+    assert names.get("kraken") == "triggerbook_kraken"

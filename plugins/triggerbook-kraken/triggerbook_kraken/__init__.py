@@ -1,0 +1,213 @@
+"""Kraken Spot WebSocket API v2: the public ``trade`` or ``ticker`` channel (``wss://ws.kraken.com/v2``).
+
+Pairs are spelt ``BASE/QUOTE`` with v2's asset names (``BTC/USD``, not v1's ``XBT/USD``). Kraken v2
+sends prices as JSON numbers; they are read as ``Decimal`` from the number's own digits, never
+through a float.
+
+A raw frame from the trade channel, as the Kraken documentation shows it::
+
+    {"channel": "trade", "type": "update", "data": [
+        {"symbol": "MATIC/USD", "side": "sell", "price": 0.5117, "qty": 40.0,
+         "ord_type": "market", "trade_id": 4665906,
+         "timestamp": "2023-09-25T07:49:37.708706Z"}]}
+
+becomes ``Tick("kraken", "MATIC/USD", Decimal("0.5117"), 1695628177708, received_ns)``.
+
+The trade subscription asks for no snapshot: a snapshot is the last 50 trades, history rather
+than the current price (a snapshot that arrives anyway gives no ticks). The ticker's snapshot is
+the current state and is a tick. Kraken sends a ``heartbeat`` frame about once a second while
+subscribed and closes idle connections after about a minute, so the runner also sends
+``{"method": "ping"}`` every 30 s.
+
+Symbols: ``btc/usd``, ``BTC-USD``, ``btc_usd``, ``XBT/USD`` and ``BTCUSD`` (a known quote currency
+at the end) all normalise to ``BTC/USD``; ``XBT`` becomes ``BTC`` and ``XDG`` becomes ``DOGE``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import msgspec
+
+from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.feeds.exchange import Exchange
+from engine.hookspecs import hookimpl
+from engine.model import Tick
+
+__all__ = ["Kraken", "triggerbook_exchanges"]
+
+CHANNELS = ("trade", "ticker")
+QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "BTC", "ETH")
+# v1 / REST asset names that v2 spells differently.
+ASSET_ALIASES: Mapping[str, str] = {"XBT": "BTC", "XDG": "DOGE"}
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_SEPARATORS = re.compile(r"[\s/_:.-]+")
+_decode = msgspec.json.Decoder(float_hook=Decimal).decode
+_encode = msgspec.json.encode
+
+Message = dict[str, Any]
+
+
+class Kraken(Exchange):
+    """The Kraken Spot v2 market-data feed. No I/O: the shared feed runner drives it."""
+
+    name = "kraken"
+    url = "wss://ws.kraken.com/v2"
+    options: ClassVar[Mapping[str, Any]] = {"channel": "trade"}
+
+    # Kraken documents no per-connection or per-message pair cap for public channels, only a
+    # Cloudflare limit of about 150 connection attempts per 10 minutes per IP; these are
+    # conservative.
+    max_streams_per_connection = 200
+    max_messages_per_second = 5.0
+    symbols_per_message = 50
+    # A heartbeat frame arrives about every second while subscribed.
+    stale_after_s = 10.0
+    # "Servers close inactive connections after approximately one minute. Send periodic
+    # requests like ping to maintain connectivity."
+    heartbeat_interval_s = 30.0
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
+        channel = self.config["channel"]
+        if channel not in CHANNELS:
+            raise ConfigError(
+                f"[feeds.kraken] channel must be one of {', '.join(CHANNELS)}, got {channel!r}"
+            )
+        self.channel: str = channel
+
+    def normalise_symbol(self, symbol: str) -> str:
+        """``BASE/QUOTE`` in upper case with v2 asset names; see the module docstring."""
+        parts = [p for p in _SEPARATORS.split(symbol.strip().upper()) if p]
+        if len(parts) == 1:
+            parts = _split_quote(parts[0])
+        return "/".join(ASSET_ALIASES.get(p, p) for p in parts)
+
+    def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        """One ``subscribe`` request for ``symbols`` on the configured channel."""
+        params: dict[str, Any] = {"channel": self.channel, "symbol": list(symbols)}
+        if self.channel == "trade":
+            params["snapshot"] = False
+        return [_encode({"method": "subscribe", "params": params}).decode()]
+
+    def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        """One ``unsubscribe`` request for ``symbols``."""
+        params = {"channel": self.channel, "symbol": list(symbols)}
+        return [_encode({"method": "unsubscribe", "params": params}).decode()]
+
+    def heartbeat_frame(self) -> str:
+        """Kraken's application-level ping; the server answers ``{"method": "pong"}``."""
+        return '{"method":"ping"}'
+
+    def parse(self, frame: str | bytes, received_ns: int) -> list[Tick]:
+        """Ticks from a ``trade`` or ``ticker`` frame; ``[]`` for heartbeats, status, pongs and
+        successful acks.
+
+        Raises :class:`BadFrame` (``not-json``, ``unknown-event``, ``bad-shape``, ``bad-price``)
+        and :class:`SubscriptionRejected` for an ack with ``"success": false``.
+        """
+        try:
+            msg = _decode(frame)
+        except msgspec.DecodeError:
+            raise BadFrame("not-json", frame) from None
+        if not isinstance(msg, dict):
+            raise BadFrame("unknown-event", frame)
+        # Data frames name a "channel", replies to requests a "method".
+        key = msg.get("channel") or msg.get("method")
+        handler = _HANDLERS.get(key) if isinstance(key, str) else None
+        if handler is None:
+            raise BadFrame("unknown-event", frame)
+        return handler(self, msg, frame, received_ns)
+
+    def _trade(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
+        if msg.get("type") == "snapshot":  # the last 50 trades: history, not the price now
+            return []
+        return self._ticks(msg, "price", frame, received_ns)
+
+    def _ticker(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
+        return self._ticks(msg, "last", frame, received_ns)
+
+    def _ticks(self, msg: Message, field: str, frame: str | bytes, received_ns: int) -> list[Tick]:
+        data = msg.get("data")
+        if not isinstance(data, list):
+            raise BadFrame("bad-shape", frame)
+        ticks = []
+        for item in data:
+            if not isinstance(item, dict) or not isinstance(item.get("symbol"), str):
+                raise BadFrame("bad-shape", frame)
+            stamp = item.get("timestamp")
+            exchange_ms = _iso_ms(stamp, frame) if stamp is not None else 0
+            price = _price(item.get(field), frame)
+            ticks.append(Tick(self.name, item["symbol"], price, exchange_ms, received_ns))
+        return ticks
+
+    def _control(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
+        return []
+
+    def _ack(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
+        # {"method": "subscribe", "success": false, "error": "Currency pair not supported
+        # FOO/USD", "symbol": "FOO/USD", ...}
+        if msg.get("success") is not False:
+            return []
+        result = msg.get("result")
+        symbol = msg.get("symbol") or (result.get("symbol") if isinstance(result, dict) else None)
+        symbols = (symbol,) if isinstance(symbol, str) else ()
+        raise SubscriptionRejected(str(msg.get("error") or "request failed"), symbols)
+
+
+Handler = Callable[[Kraken, Message, "str | bytes", int], list[Tick]]
+
+_HANDLERS: Mapping[str, Handler] = {
+    "trade": Kraken._trade,
+    "ticker": Kraken._ticker,
+    "heartbeat": Kraken._control,
+    "status": Kraken._control,
+    "pong": Kraken._control,
+    "subscribe": Kraken._ack,
+    "unsubscribe": Kraken._ack,
+}
+
+
+def _split_quote(symbol: str) -> list[str]:
+    for quote in QUOTES:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return [symbol[: -len(quote)], quote]
+    return [symbol]
+
+
+def _price(value: object, frame: str | bytes) -> Decimal:
+    """The exact price of a JSON number (or decimal string); ``bad-price`` unless finite > 0."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise BadFrame("bad-price", frame)
+    try:
+        price = Decimal(value)
+    except InvalidOperation:
+        raise BadFrame("bad-price", frame) from None
+    if not price.is_finite() or price <= 0:
+        raise BadFrame("bad-price", frame)
+    return price
+
+
+def _iso_ms(value: object, frame: str | bytes) -> int:
+    """Milliseconds since the epoch of an RFC 3339 time (``2023-09-25T07:49:37.708706Z``)."""
+    if not isinstance(value, str):
+        raise BadFrame("bad-shape", frame)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadFrame("bad-shape", frame) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // _MS
+
+
+@hookimpl
+def triggerbook_exchanges() -> Sequence[type[Exchange]]:
+    """The exchanges this plugin provides."""
+    return [Kraken]
