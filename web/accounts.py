@@ -1,0 +1,244 @@
+"""Accounts: register, login, refresh, who am I, and the staff-only user list.
+
+Failed logins are limited per username and per client address (429 with ``Retry-After``); the
+limit is checked before bcrypt runs, so a locked account costs no CPU. Listing users needs the
+staff flag (set with ``triggerbook users create --staff``); others get 403 there: the route, not
+an object, is off limits, so nothing leaks by saying so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Response, request
+
+from engine.errors import Forbidden, Unauthorized
+from engine.model import User
+from web import validation as v
+from web.auth import ACCESS, REFRESH
+from web.spec import Param, Route, ok, problems, ref
+from web.state import State, json_response, page_links, read_json
+
+
+def user_view(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "is_staff": user.is_staff,
+        "created_at": user.created_at,
+    }
+
+
+async def register(state: State, user_id: None) -> Response:
+    """Create an account; 409 when the username is taken (case-insensitively)."""
+    body = await read_json(state.settings.max_body)
+    v.check_fields(body, required=("username", "password", "email"))
+    username = v.username(body["username"])
+    password = v.password(body["password"])
+    email = v.email(body["email"])
+    digest = await state.hasher.hash(password)
+    user = await state.ctx.store.create_user(username, email, digest)
+    return json_response(
+        state, {"id": user.id, "username": user.username, "email": user.email}, 201
+    )
+
+
+def _client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+async def login(state: State, user_id: None) -> Response:
+    """Access and refresh tokens for a username and password.
+
+    Raises :class:`RateLimited` when the username or the address has too many recent failures
+    and :class:`Unauthorized` for a wrong username or password (one message for both).
+    """
+    body = await read_json(state.settings.max_body)
+    v.check_fields(body, required=("username", "password"))
+    username = v.string(body, "username", max_length=150)
+    password = v.string(body, "password", max_length=1024)
+    user_key, address_key = f"user:{username.lower()}", f"addr:{_client_address()}"
+    state.by_user.check(user_key)
+    state.by_address.check(address_key)
+    user = await state.ctx.store.get_user_by_username(username)
+    matched = await state.hasher.check(password, None if user is None else user.password_hash)
+    if user is None or not matched:
+        state.by_user.fail(user_key)
+        state.by_address.fail(address_key)
+        raise Unauthorized("wrong username or password")
+    state.by_user.reset(user_key)
+    return json_response(
+        state,
+        {
+            "access": state.tokens.issue(user.id, ACCESS),
+            "refresh": state.tokens.issue(user.id, REFRESH),
+            "token_type": "Bearer",
+            "expires_in": state.tokens.access_ttl_s,
+        },
+    )
+
+
+async def refresh(state: State, user_id: None) -> Response:
+    """A new access token for a valid refresh token of a user that still exists."""
+    body = await read_json(state.settings.max_body)
+    v.check_fields(body, required=("refresh",))
+    token = v.string(body, "refresh", max_length=4096)
+    claims = state.tokens.verify(token, REFRESH)
+    if await state.ctx.store.get_user(claims.user_id) is None:
+        raise Unauthorized("the token's user no longer exists")
+    return json_response(
+        state,
+        {
+            "access": state.tokens.issue(claims.user_id, ACCESS),
+            "token_type": "Bearer",
+            "expires_in": state.tokens.access_ttl_s,
+        },
+    )
+
+
+async def me(state: State, user_id: int) -> Response:
+    user = await state.ctx.store.get_user(user_id)
+    if user is None:
+        raise Unauthorized("the token's user no longer exists")
+    return json_response(state, user_view(user))
+
+
+async def list_users(state: State, user_id: int) -> Response:
+    """Every account, oldest first; staff only (403 otherwise)."""
+    v.check_query(request.args, ("page", "page_size"))
+    page, size = v.page_params(request.args)
+    caller = await state.ctx.store.get_user(user_id)
+    if caller is None:
+        raise Unauthorized("the token's user no longer exists")
+    if not caller.is_staff:
+        raise Forbidden("only staff may list users")
+    count, users = await state.ctx.store.list_users(size, (page - 1) * size)
+    nxt, prev = page_links(page, size, count)
+    return json_response(
+        state,
+        {"count": count, "next": nxt, "previous": prev, "results": [user_view(u) for u in users]},
+    )
+
+
+_REGISTER = {
+    **ok(201, "the new account", ref("NewUser")),
+    **problems(400, 409, 413, 415, 422),
+}
+_LOGIN = {**ok(200, "tokens", ref("Tokens")), **problems(400, 401, 413, 415, 422, 429)}
+_REFRESH = {
+    **ok(200, "a new access token", ref("AccessToken")),
+    **problems(400, 401, 413, 415, 422),
+}
+_PAGE = (
+    Param("page", {"type": "integer", "minimum": 1}, "1-based page number"),
+    Param("page_size", {"type": "integer", "minimum": 1}, "default 10, capped at 100"),
+)
+_USERS = {**ok(200, "a page of users", ref("UserList")), **problems(401, 403, 422)}
+
+
+def routes() -> list[Route]:
+    """The account routes, canonical first, then the historic aliases."""
+    return [
+        Route(
+            "POST",
+            "/api/auth/register",
+            "/api/auth/register",
+            register,
+            "Register",
+            auth=False,
+            body="Register",
+            responses=_REGISTER,
+        ),
+        Route(
+            "POST",
+            "/api/auth/login",
+            "/api/auth/login",
+            login,
+            "Log in",
+            auth=False,
+            body="Login",
+            responses=_LOGIN,
+        ),
+        Route(
+            "POST",
+            "/api/auth/refresh",
+            "/api/auth/refresh",
+            refresh,
+            "Exchange a refresh token for an access token",
+            auth=False,
+            body="RefreshRequest",
+            responses=_REFRESH,
+        ),
+        Route(
+            "GET",
+            "/api/users/me",
+            "/api/users/me",
+            me,
+            "Your account",
+            responses={**ok(200, "your account", ref("User")), **problems(401)},
+        ),
+        Route(
+            "GET",
+            "/api/users",
+            "/api/users",
+            list_users,
+            "Every account (staff only)",
+            query=_PAGE,
+            responses=_USERS,
+        ),
+        Route(
+            "POST",
+            "/api/register/",
+            "/api/register/",
+            register,
+            "Register (historic)",
+            auth=False,
+            body="Register",
+            responses=_REGISTER,
+            alias_of="POST /api/auth/register",
+        ),
+        Route(
+            "POST",
+            "/api/login/",
+            "/api/login/",
+            login,
+            "Log in (historic)",
+            auth=False,
+            body="Login",
+            responses=_LOGIN,
+            alias_of="POST /api/auth/login",
+        ),
+        Route(
+            "POST",
+            "/api/token/",
+            "/api/token/",
+            login,
+            "Log in (historic)",
+            auth=False,
+            body="Login",
+            responses=_LOGIN,
+            alias_of="POST /api/auth/login",
+        ),
+        Route(
+            "POST",
+            "/api/token/refresh/",
+            "/api/token/refresh/",
+            refresh,
+            "Refresh (historic)",
+            auth=False,
+            body="RefreshRequest",
+            responses=_REFRESH,
+            alias_of="POST /api/auth/refresh",
+        ),
+        Route(
+            "GET",
+            "/api/users/",
+            "/api/users/",
+            list_users,
+            "Every account (historic)",
+            query=_PAGE,
+            responses=_USERS,
+            alias_of="GET /api/users",
+        ),
+    ]

@@ -1,0 +1,74 @@
+"""Last prices as the book saw them: price, the exchange's event time, and age in milliseconds."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from quart import Response, request
+
+from engine.errors import NotFound
+from engine.model import Tick
+from web import validation as v
+from web.alerts import DEFAULT_EXCHANGE, exchange_name, symbol_name
+from web.spec import STR, Param, Route, ok, problems, ref
+from web.state import State, json_response
+
+
+def price_view(tick: Tick, now_ns: int) -> dict[str, Any]:
+    """One tick for the API; ``age_ms`` is measured from when the frame arrived."""
+    exchange_time = (
+        datetime.fromtimestamp(tick.exchange_time_ms / 1000, UTC) if tick.exchange_time_ms else None
+    )
+    age_ms = round(max(0, now_ns - tick.received_ns) / 1e6, 3) if tick.received_ns else 0.0
+    return {
+        "exchange": tick.exchange,
+        "symbol": tick.symbol,
+        "price": tick.price,
+        "exchange_time": exchange_time,
+        "age_ms": age_ms,
+    }
+
+
+async def list_prices(state: State, user_id: int) -> Response:
+    """Every symbol's last price, by exchange then symbol."""
+    v.check_query(request.args, ())
+    now = time.monotonic_ns()
+    ticks = sorted(state.ctx.prices.items(), key=lambda kv: kv[0])
+    return json_response(state, {"results": [price_view(tick, now) for _key, tick in ticks]})
+
+
+async def get_price(state: State, user_id: int, symbol: str) -> Response:
+    """One symbol's last price (``?exchange=``, default binance); 404 when none is known."""
+    v.check_query(request.args, ("exchange",))
+    exchange = (
+        exchange_name(state, dict(request.args)) if "exchange" in request.args else DEFAULT_EXCHANGE
+    )
+    normal = symbol_name(state, exchange, symbol)
+    tick = state.ctx.prices.get(exchange, normal)
+    if tick is None:
+        raise NotFound(f"no price known for {normal} on {exchange}")
+    return json_response(state, price_view(tick, time.monotonic_ns()))
+
+
+def routes() -> list[Route]:
+    return [
+        Route(
+            "GET",
+            "/api/prices",
+            "/api/prices",
+            list_prices,
+            "Last price of every symbol with a live feed",
+            responses={**ok(200, "last prices", ref("PriceList")), **problems(401, 422)},
+        ),
+        Route(
+            "GET",
+            "/api/prices/{symbol}",
+            "/api/prices/<path:symbol>",
+            get_price,
+            "Last price of one symbol",
+            query=(Param("exchange", STR, "default binance"),),
+            responses={**ok(200, "the last price", ref("Price")), **problems(401, 404, 422)},
+        ),
+    ]

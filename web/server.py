@@ -1,0 +1,104 @@
+"""Serve the API with hypercorn's trio worker inside the engine's nursery.
+
+``run_web`` binds ``config.http.host:port`` (port 0 picks a free one), reports the bound port
+through ``task_status.started(port)`` and serves until cancelled. Cancellation is graceful:
+the server stops accepting, in-flight requests get ``WebSettings.grace_s`` to finish, then
+whatever is left is cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from web.app import create_app
+from web.auth import resolve_secret
+from web.state import WebSettings
+
+if TYPE_CHECKING:
+    from engine.book.actor import LastPrices
+    from engine.book.book import TriggerBook
+
+    from engine.config import Config
+    from engine.feeds.registry import FeedRegistry
+    from engine.feeds.status import FeedStates
+    from engine.metrics import Metrics
+    from engine.model import BookCommand
+    from engine.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WebContext:
+    """The engine's parts the web layer uses; built by ``engine/app.py``."""
+
+    config: Config
+    store: Store
+    commands: trio.MemorySendChannel[BookCommand]
+    prices: LastPrices
+    feeds: FeedRegistry
+    feed_states: FeedStates
+    metrics: Metrics
+    book: TriggerBook
+
+
+def _hypercorn_config(ctx: WebContext, settings: WebSettings) -> HypercornConfig:
+    hconfig = HypercornConfig()
+    host = ctx.config.http.host
+    hconfig.bind = [
+        f"[{host}]:{ctx.config.http.port}" if ":" in host else f"{host}:{ctx.config.http.port}"
+    ]
+    hconfig.graceful_timeout = settings.grace_s
+    hconfig.accesslog = None
+    hconfig.errorlog = log
+    hconfig.keep_alive_timeout = 75.0
+    hconfig.backlog = 1024
+    return hconfig
+
+
+def bound_port(binds: list[str]) -> int:
+    """The port of hypercorn's first bind (``http://127.0.0.1:41234`` -> 41234)."""
+    return int(binds[0].rsplit(":", 1)[1])
+
+
+async def run_web(
+    ctx: WebContext,
+    *,
+    settings: WebSettings | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the API until cancelled; ``task_status.started`` gets the bound port.
+
+    Raises ``OSError`` when the address cannot be bound (a port in use) and whatever reading
+    or creating the generated auth secret raises.
+    """
+    settings = settings or WebSettings()
+    secret = await resolve_secret(ctx.config)
+    app = create_app(ctx, secret, settings)
+    hconfig = _hypercorn_config(ctx, settings)
+    shutdown = trio.Event()
+
+    async with trio.open_nursery() as nursery:
+        # The server runs shielded so that, once we are cancelled, it can drain for a grace
+        # period; the deadline set below bounds that drain.
+        serve_scope = trio.CancelScope(shield=True)
+
+        async def serve_shielded(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            with serve_scope:
+                await serve(app, hconfig, shutdown_trigger=shutdown.wait, task_status=task_status)
+
+        binds: list[str] = await nursery.start(serve_shielded)
+        port = bound_port(binds)
+        log.info("web: serving on %s", binds[0])
+        task_status.started(port)
+        try:
+            await trio.sleep_forever()
+        finally:
+            shutdown.set()
+            serve_scope.deadline = trio.current_time() + settings.grace_s + 1.0

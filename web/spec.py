@@ -1,0 +1,217 @@
+"""The one description of the API: each route with its handler, auth, and schemas.
+
+``web/app.py`` registers the routes from these :class:`Route` values and ``web/openapi.py``
+builds ``/openapi.json`` from the same values, so the served routes and the document cannot
+drift apart (a test walks ``app.url_map`` to be sure).
+
+Schemas are plain JSON Schema (the subset OpenAPI 3.1 shares with draft 2020-12): ``type``,
+``properties``, ``required``, ``additionalProperties``, ``items``, ``enum``, ``format``,
+``$ref`` to ``#/components/schemas``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from quart import Response
+
+Schema = dict[str, Any]
+Handler = Callable[..., Awaitable[Response]]
+
+
+def ref(name: str) -> Schema:
+    """A reference to a component schema."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(required: Mapping[str, Schema], optional: Mapping[str, Schema] | None = None) -> Schema:
+    """A closed object schema: the ``required`` properties, ``optional`` ones, nothing else."""
+    return {
+        "type": "object",
+        "properties": {**required, **(optional or {})},
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+def nullable(schema: Schema) -> Schema:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+BOOL: Schema = {"type": "boolean"}
+NUM: Schema = {"type": "number"}
+TIME: Schema = {"type": "string", "format": "date-time"}
+DECIMAL: Schema = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}
+PRICE_IN: Schema = {
+    "type": ["string", "number"],
+    "description": "a decimal > 0, at most 18 fractional and 30 digits in all; exact",
+}
+LINK: Schema = {"type": ["string", "null"], "format": "uri"}
+STATUS: Schema = {"type": "string", "enum": ["created", "triggered", "deleted"]}
+DIRECTION: Schema = {"type": "string", "enum": ["above", "below"]}
+
+
+def page_of(item: str) -> Schema:
+    return obj(
+        {
+            "count": INT,
+            "next": LINK,
+            "previous": LINK,
+            "results": {"type": "array", "items": ref(item)},
+        }
+    )
+
+
+COMPONENTS: dict[str, Schema] = {
+    "Problem": {
+        "type": "object",
+        "properties": {
+            "type": STR,
+            "title": STR,
+            "status": INT,
+            "detail": STR,
+            "field": STR,
+            "checks": {"type": "object"},
+        },
+        "required": ["type", "title", "status", "detail"],
+        "additionalProperties": False,
+    },
+    "Register": obj({"username": STR, "password": STR, "email": STR}),
+    "Login": obj({"username": STR, "password": STR}),
+    "RefreshRequest": obj({"refresh": STR}),
+    "Tokens": obj(
+        {
+            "access": STR,
+            "refresh": STR,
+            "token_type": {"type": "string", "enum": ["Bearer"]},
+            "expires_in": INT,
+        }
+    ),
+    "AccessToken": obj(
+        {"access": STR, "token_type": {"type": "string", "enum": ["Bearer"]}, "expires_in": INT}
+    ),
+    "User": obj({"id": INT, "username": STR, "email": STR, "is_staff": BOOL, "created_at": TIME}),
+    "NewUser": obj({"id": INT, "username": STR, "email": STR}),
+    "UserList": page_of("User"),
+    "AlertCreate": obj(
+        {"symbol": STR, "target_price": PRICE_IN},
+        {"direction": DIRECTION, "exchange": STR, "name": STR},
+    ),
+    "LegacyAlertCreate": {
+        "type": "object",
+        "description": "the historic body: price or trigger_value for target_price; "
+        "symbol defaults to BTCUSDT",
+        "properties": {
+            "symbol": STR,
+            "target_price": PRICE_IN,
+            "price": PRICE_IN,
+            "trigger_value": PRICE_IN,
+            "direction": DIRECTION,
+            "exchange": STR,
+            "name": STR,
+        },
+        "additionalProperties": False,
+    },
+    "Alert": obj(
+        {
+            "id": INT,
+            "symbol": STR,
+            "exchange": STR,
+            "target_price": DECIMAL,
+            "direction": DIRECTION,
+            "status": STATUS,
+            "name": STR,
+            "created_at": TIME,
+            "triggered_at": nullable(TIME),
+            "triggered_price": nullable(DECIMAL),
+            "deleted_at": nullable(TIME),
+        },
+        {"price": DECIMAL, "trigger_value": DECIMAL},
+    ),
+    "AlertList": page_of("Alert"),
+    "Deleted": obj({"message": STR, "alert": ref("Alert")}),
+    "Price": obj(
+        {
+            "exchange": STR,
+            "symbol": STR,
+            "price": DECIMAL,
+            "exchange_time": nullable(TIME),
+            "age_ms": NUM,
+        }
+    ),
+    "PriceList": obj({"results": {"type": "array", "items": ref("Price")}}),
+    "Health": obj({"status": {"type": "string", "enum": ["ok"]}}),
+    "Ready": obj(
+        {
+            "status": {"type": "string", "enum": ["ready"]},
+            "checks": {"type": "object"},
+        }
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A query parameter."""
+
+    name: str
+    schema: Schema
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One method on one path.
+
+    ``path`` is in OpenAPI spelling (``/api/alerts/{alert_id}``); ``rule`` is the Quart rule
+    (``/api/alerts/<int:alert_id>``). ``body`` names a request component schema; ``responses``
+    maps each status to ``(description, schema or None, media type)``.
+    """
+
+    method: str
+    path: str
+    rule: str
+    handler: Handler
+    summary: str
+    auth: bool = True
+    body: str | None = None
+    query: tuple[Param, ...] = ()
+    responses: Mapping[int, tuple[str, Schema | None, str]] = field(default_factory=dict)
+    alias_of: str | None = None
+    tag: str = "api"
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.method.lower()} {self.rule}"
+
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+
+
+def ok(
+    status: int, description: str, schema: Schema | None, media: str = JSON
+) -> dict[int, tuple[str, Schema | None, str]]:
+    """One response entry for ``Route.responses``."""
+    return {status: (description, schema, media)}
+
+
+def problems(*statuses: int) -> dict[int, tuple[str, Schema | None, str]]:
+    """Problem+json responses for ``statuses``."""
+    text = {
+        400: "malformed JSON, not an object, or a repeated key",
+        401: "missing, invalid, expired or wrong-type token",
+        403: "not allowed",
+        404: "no such resource (or not yours)",
+        409: "already taken",
+        413: "body over the size cap",
+        415: "body is not application/json",
+        422: "a field is invalid; `field` names it",
+        429: "too many failed attempts; see Retry-After",
+        503: "not ready; `checks` says why",
+    }
+    return {s: (text[s], ref("Problem"), PROBLEM) for s in statuses}
