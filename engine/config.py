@@ -27,7 +27,7 @@ DEFAULT_PATH = Path("config.toml")
 # Section name -> key -> default. The type of each default is the type the key must have.
 CORE_SCHEMA: Mapping[str, Mapping[str, Any]] = {
     "http": {"host": "127.0.0.1", "port": 8000},
-    "database": {"url": "", "data_dir": "var/pg"},
+    "database": {"url": "", "data_dir": "var/pg", "start_timeout_s": 30.0},
     "auth": {"secret": "", "access_ttl_s": 900, "refresh_ttl_s": 604800},
     "sinks.console": {"enabled": True},
     "sinks.email": {
@@ -59,6 +59,7 @@ class HttpConfig:
 class DatabaseConfig:
     url: str
     data_dir: Path
+    start_timeout_s: float = 30.0  # how long open_store retries an unreachable server at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,9 @@ def load_config(
     return Config(
         http=HttpConfig(**merged["http"]),
         database=DatabaseConfig(
-            url=merged["database"]["url"], data_dir=Path(merged["database"]["data_dir"])
+            url=merged["database"]["url"],
+            data_dir=Path(merged["database"]["data_dir"]),
+            start_timeout_s=merged["database"]["start_timeout_s"],
         ),
         auth=AuthConfig(**merged["auth"]),
         feeds=_group(frozen, "feeds"),

@@ -154,6 +154,12 @@ class Metrics:
         self.http_requests = Counter(
             "triggerbook_http_requests_total", "HTTP requests served.", ["method", "status"]
         )
+        self.fires_recorded = Counter(
+            "triggerbook_fires_recorded_total", "Fired alerts committed as triggered."
+        )
+        self.store_retries = Counter(
+            "triggerbook_store_retries_total", "Fire batches retried: the database was away."
+        )
 
     def all(self) -> list[_Metric]:
         return [m for m in vars(self).values() if isinstance(m, _Metric)]

@@ -9,3 +9,45 @@
 5. Tests assert behaviour; speed is measured by ``benchmarks/``, never asserted here.
 6. Tests mirror modules: ``tests/book/`` for ``engine/book/``, ``tests/store/`` for the store, ...
 """
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from engine.store import Store
+
+
+# --- Postgres: one embedded server per session (owned by the store, engine/store/) ----------------
+# ``pg_url`` (session, sync): the URL of an embedded Postgres started once in a temp dir and
+#   stopped at the end of the session. Tests that need a database of their own create one on it.
+# ``store`` (per test, async): a ``Store`` on that server, opened inside its own
+#   ``trio_asyncio.open_loop()``, migrations applied and every table empty (ids restart at 1).
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from engine.store import embedded
+
+    server = embedded.start(tmp_path_factory.mktemp("pg") / "data")
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def store(pg_url: str) -> AsyncIterator[Store]:
+    import trio_asyncio
+
+    from engine.config import DatabaseConfig
+    from engine.store import open_store, queries
+
+    config = DatabaseConfig(url=pg_url, data_dir=Path("unused"), start_timeout_s=5.0)
+    async with trio_asyncio.open_loop(), open_store(config, pool_size=4) as opened:
+        await opened.bridge.run(queries.truncate_all)
+        yield opened

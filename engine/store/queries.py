@@ -1,0 +1,225 @@
+"""The store's SQL, as asyncio coroutine functions ``fn(con, ...)`` run by :meth:`Bridge.run`.
+
+Nothing here knows about Trio; each function is one bridge crossing, however many statements it
+runs. Rows come back as asyncpg ``Record``s; ``engine/store/store.py`` turns them into our rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+import asyncpg
+
+USER_COLUMNS = "id, username, email, password_hash, is_staff, created_at"
+ALERT_COLUMNS = (
+    "id, owner_id, exchange, symbol, target_price, direction, status, name, created_at, "
+    "triggered_at, triggered_price, deleted_at"
+)
+OUTBOX_COLUMNS = (
+    "id, alert_id, channel, payload, attempts, next_attempt_at, delivered_at, last_error"
+)
+
+# --- users ----------------------------------------------------------------------------------
+
+
+async def insert_user(
+    con: asyncpg.Connection, username: str, email: str, password_hash: str, is_staff: bool
+) -> asyncpg.Record:
+    return await con.fetchrow(
+        f"INSERT INTO users (username, email, password_hash, is_staff) VALUES ($1, $2, $3, $4) "
+        f"RETURNING {USER_COLUMNS}",
+        username,
+        email,
+        password_hash,
+        is_staff,
+    )
+
+
+async def user_by_id(con: asyncpg.Connection, user_id: int) -> asyncpg.Record | None:
+    return await con.fetchrow(f"SELECT {USER_COLUMNS} FROM users WHERE id = $1", user_id)
+
+
+async def user_by_username(con: asyncpg.Connection, username: str) -> asyncpg.Record | None:
+    return await con.fetchrow(
+        f"SELECT {USER_COLUMNS} FROM users WHERE lower(username) = lower($1)", username
+    )
+
+
+async def users_page(
+    con: asyncpg.Connection, limit: int, offset: int
+) -> tuple[int, list[asyncpg.Record]]:
+    count = await con.fetchval("SELECT count(*) FROM users")
+    rows = await con.fetch(
+        f"SELECT {USER_COLUMNS} FROM users ORDER BY id LIMIT $1 OFFSET $2", limit, offset
+    )
+    return count, rows
+
+
+# --- alerts ---------------------------------------------------------------------------------
+
+
+async def insert_alert(
+    con: asyncpg.Connection,
+    owner_id: int,
+    exchange: str,
+    symbol: str,
+    target_price: Decimal,
+    direction: str,
+    name: str,
+) -> asyncpg.Record:
+    return await con.fetchrow(
+        f"INSERT INTO alerts (owner_id, exchange, symbol, target_price, direction, name) "
+        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ALERT_COLUMNS}",
+        owner_id,
+        exchange,
+        symbol,
+        target_price,
+        direction,
+        name,
+    )
+
+
+async def alert_of(con: asyncpg.Connection, owner_id: int, alert_id: int) -> asyncpg.Record | None:
+    return await con.fetchrow(
+        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1 AND owner_id = $2", alert_id, owner_id
+    )
+
+
+async def alerts_page(
+    con: asyncpg.Connection,
+    owner_id: int,
+    filters: Sequence[tuple[str, str]],
+    limit: int,
+    offset: int,
+) -> tuple[int, list[asyncpg.Record]]:
+    """``filters`` are (column, value) pairs from a fixed set of column names (never user
+    text), so each combination is its own prepared statement and can use its index."""
+    where = ["owner_id = $1"]
+    args: list[object] = [owner_id]
+    for column, value in filters:
+        args.append(value)
+        where.append(f"{column} = ${len(args)}")
+    clause = " AND ".join(where)
+    count = await con.fetchval(f"SELECT count(*) FROM alerts WHERE {clause}", *args)
+    rows = await con.fetch(
+        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE {clause} "
+        f"ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+        *args,
+        limit,
+        offset,
+    )
+    return count, rows
+
+
+async def soft_delete(
+    con: asyncpg.Connection, owner_id: int, alert_id: int
+) -> tuple[bool, asyncpg.Record | None]:
+    """Mark a live alert deleted; (True, row) if this call did it, else (False, current row).
+
+    Two statements, not one with a CTE: when a concurrent fire wins, the second statement
+    takes a fresh snapshot and so reports the row as triggered, not as it was before."""
+    row = await con.fetchrow(
+        f"UPDATE alerts SET status = 'deleted', deleted_at = now() "
+        f"WHERE id = $1 AND owner_id = $2 AND status = 'created' RETURNING {ALERT_COLUMNS}",
+        alert_id,
+        owner_id,
+    )
+    if row is not None:
+        return True, row
+    return False, await alert_of(con, owner_id, alert_id)
+
+
+# --- fires and the outbox -------------------------------------------------------------------
+
+# One statement, hence one transaction and one round trip for a whole batch of fires. The
+# conditional update (status = 'created') lets exactly one of a fire and a racing delete win;
+# only the rows this statement changed get outbox rows (one per channel).
+RECORD_FIRES = """
+WITH fired AS (
+    UPDATE alerts AS a
+       SET status = 'triggered',
+           triggered_at = coalesce(f.at, now()),
+           triggered_price = f.price
+      FROM unnest($1::bigint[], $2::numeric[], $3::timestamptz[]) AS f (id, price, at)
+     WHERE a.id = f.id AND a.status = 'created'
+ RETURNING a.id, a.owner_id, a.exchange, a.symbol, a.direction, a.target_price, a.name,
+           a.created_at, a.triggered_at, a.triggered_price
+), queued AS (
+    INSERT INTO outbox (alert_id, channel, payload)
+    SELECT fired.id, c.channel, jsonb_build_object(
+               'alert_id', fired.id,
+               'name', fired.name,
+               'username', u.username,
+               'email', u.email,
+               'exchange', fired.exchange,
+               'symbol', fired.symbol,
+               'direction', fired.direction,
+               'target_price', fired.target_price::text,
+               'triggered_price', fired.triggered_price::text,
+               'created_at', fired.created_at,
+               'triggered_at', fired.triggered_at)
+      FROM fired
+      JOIN users AS u ON u.id = fired.owner_id
+     CROSS JOIN unnest($4::text[]) WITH ORDINALITY AS c (channel, n)
+     ORDER BY fired.id, c.n
+)
+SELECT id FROM fired ORDER BY id
+"""
+
+
+async def record_fires(
+    con: asyncpg.Connection,
+    ids: list[int],
+    prices: list[Decimal],
+    times: list[datetime | None],
+    channels: list[str],
+) -> list[int]:
+    rows = await con.fetch(RECORD_FIRES, ids, prices, times, channels)
+    return [row[0] for row in rows]
+
+
+async def live_triggers(con: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Every ``created`` alert, as (id, exchange, symbol, direction, target_price)."""
+    return await con.fetch(
+        "SELECT id, exchange, symbol, direction, target_price FROM alerts WHERE status = 'created'"
+    )
+
+
+async def pending_outbox(con: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return await con.fetch(
+        f"SELECT {OUTBOX_COLUMNS} FROM outbox "
+        f"WHERE delivered_at IS NULL AND next_attempt_at <= now() ORDER BY id LIMIT $1",
+        limit,
+    )
+
+
+async def mark_delivered(con: asyncpg.Connection, outbox_ids: list[int]) -> int:
+    status = await con.execute(
+        "UPDATE outbox SET delivered_at = now(), attempts = attempts + 1, last_error = NULL "
+        "WHERE id = ANY($1::bigint[]) AND delivered_at IS NULL",
+        outbox_ids,
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def mark_failed(
+    con: asyncpg.Connection, outbox_id: int, error: str, retry_at: datetime
+) -> None:
+    await con.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 "
+        "WHERE id = $1 AND delivered_at IS NULL",
+        outbox_id,
+        error,
+        retry_at,
+    )
+
+
+async def ping(con: asyncpg.Connection) -> None:
+    await con.fetchval("SELECT 1")
+
+
+async def truncate_all(con: asyncpg.Connection) -> None:
+    """Empty every table and restart the ids (tests and benchmarks only)."""
+    await con.execute("TRUNCATE outbox, alerts, users RESTART IDENTITY CASCADE")

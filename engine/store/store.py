@@ -1,0 +1,243 @@
+"""The write-through store: :func:`open_store` and the :class:`Store` the engine and web use.
+
+Every method is async and cancellable (see ``bridge.py``), crosses the Trio/asyncio bridge once,
+and returns our msgspec rows. Every method raises :class:`StoreUnavailable` when the database
+cannot be reached or the connection is lost mid-call; the caller decides whether to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import asyncpg.exceptions as pgerr
+
+from engine.config import DatabaseConfig
+from engine.errors import Conflict
+from engine.model import Alert, AlertStatus, Direction, Fire, OutboxRow, Trigger, User
+from engine.store import embedded, queries
+from engine.store.bridge import Bridge, open_bridge
+from engine.store.migrate import apply_migrations, load_migrations
+
+log = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DIRECTIONS = {d.value: d for d in Direction}
+_STATUSES = {s.value: s for s in AlertStatus}
+
+
+class Store:
+    """Users, alerts and the notification outbox in Postgres. Built by :func:`open_store`."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+
+    @property
+    def bridge(self) -> Bridge:
+        """The connection pool, for tests and benchmarks that need raw SQL."""
+        return self._bridge
+
+    # --- users ------------------------------------------------------------------------------
+
+    async def create_user(
+        self, username: str, email: str, password_hash: str, is_staff: bool = False
+    ) -> User:
+        """Insert an account. Raises :class:`Conflict` when the username is taken, whatever
+        its case (``Alice`` and ``alice`` are one name)."""
+        try:
+            row = await self._bridge.run(
+                queries.insert_user, username, email, password_hash, is_staff
+            )
+        except pgerr.UniqueViolationError:
+            raise Conflict(f"the username {username!r} is taken") from None
+        return _user(row)
+
+    async def get_user(self, user_id: int) -> User | None:
+        """The account with this id, or None."""
+        row = await self._bridge.run(queries.user_by_id, user_id)
+        return None if row is None else _user(row)
+
+    async def get_user_by_username(self, username: str) -> User | None:
+        """The account with this username (compared case-insensitively), or None."""
+        row = await self._bridge.run(queries.user_by_username, username)
+        return None if row is None else _user(row)
+
+    async def list_users(self, limit: int, offset: int) -> tuple[int, list[User]]:
+        """(total number of accounts, one page of them in id order)."""
+        count, rows = await self._bridge.run(queries.users_page, limit, offset)
+        return count, [_user(row) for row in rows]
+
+    # --- alerts -----------------------------------------------------------------------------
+
+    async def create_alert(
+        self,
+        owner_id: int,
+        exchange: str,
+        symbol: str,
+        target_price: Decimal,
+        direction: Direction,
+        name: str = "",
+    ) -> Alert:
+        """Insert a live alert; it exists once this returns (then the caller adds it to the
+        book). Raises ``ValueError`` for a target that is not a finite decimal > 0."""
+        if not isinstance(target_price, Decimal) or not target_price.is_finite():
+            raise ValueError(f"target_price must be a finite Decimal, got {target_price!r}")
+        if target_price <= 0:
+            raise ValueError(f"target_price must be > 0, got {target_price}")
+        row = await self._bridge.run(
+            queries.insert_alert,
+            owner_id,
+            exchange,
+            symbol,
+            target_price,
+            Direction(direction).value,
+            name,
+        )
+        return _alert(row)
+
+    async def get_alert(self, owner_id: int, alert_id: int) -> Alert | None:
+        """The alert, or None when it does not exist or belongs to someone else."""
+        row = await self._bridge.run(queries.alert_of, owner_id, alert_id)
+        return None if row is None else _alert(row)
+
+    async def list_alerts(
+        self,
+        owner_id: int,
+        *,
+        status: AlertStatus | str | None = None,
+        symbol: str | None = None,
+        exchange: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[int, list[Alert]]:
+        """(number of the owner's alerts matching the filters, one page of them newest first:
+        ``created_at`` descending, then id descending)."""
+        filters: list[tuple[str, str]] = []
+        if status is not None:
+            filters.append(("status", AlertStatus(status).value))
+        if symbol is not None:
+            filters.append(("symbol", symbol))
+        if exchange is not None:
+            filters.append(("exchange", exchange))
+        count, rows = await self._bridge.run(queries.alerts_page, owner_id, filters, limit, offset)
+        return count, [_alert(row) for row in rows]
+
+    async def delete_alert(self, owner_id: int, alert_id: int) -> Alert | None:
+        """Soft-delete: a ``created`` alert becomes ``deleted`` (``deleted_at`` set) and the row
+        stays. An alert already deleted or triggered is returned unchanged (a fire that won a
+        race with this delete shows as triggered). None when missing or not the owner's."""
+        _changed, row = await self._bridge.run(queries.soft_delete, owner_id, alert_id)
+        return None if row is None else _alert(row)
+
+    # --- fires ------------------------------------------------------------------------------
+
+    async def record_fires(self, fires: Sequence[Fire], channels: Sequence[str]) -> list[int]:
+        """Mark every fired alert ``triggered`` and queue one outbox row per channel, all in
+        one statement (one transaction, one round trip) for the whole batch.
+
+        ``triggered_at`` is the tick's exchange time when it has one, else the commit's time;
+        ``triggered_price`` the tick's price. Only alerts still ``created`` change, so an alert
+        deleted meanwhile (or recorded already) is skipped. Returns the ids this call marked
+        triggered, ascending. Nothing is written if it raises.
+        """
+        ids: list[int] = []
+        prices: list[Decimal] = []
+        times: list[datetime | None] = []
+        for fire in fires:
+            tick = fire.tick
+            ms = tick.exchange_time_ms
+            at = _EPOCH + timedelta(milliseconds=ms) if ms else None
+            for trigger in fire.triggers:
+                ids.append(trigger.id)
+                prices.append(tick.price)
+                times.append(at)
+        if not ids:
+            return []
+        return await self._bridge.run(queries.record_fires, ids, prices, times, list(channels))
+
+    async def load_live_triggers(self) -> list[Trigger]:
+        """Every ``created`` alert as a :class:`Trigger`, for the book's bulk load at start.
+
+        One query. Equal exchange and symbol strings are shared between triggers, so a
+        million triggers hold a few distinct strings rather than two million.
+        """
+        rows = await self._bridge.run(queries.live_triggers)
+        names: dict[str, str] = {}
+        intern = names.setdefault
+        directions = _DIRECTIONS
+        return [
+            Trigger(r[0], intern(r[1], r[1]), intern(r[2], r[2]), directions[r[3]], r[4])
+            for r in rows
+        ]
+
+    # --- the outbox -------------------------------------------------------------------------
+
+    async def pending_outbox(self, limit: int = 1000) -> list[OutboxRow]:
+        """Undelivered notifications that are due (``next_attempt_at <= now``), oldest first."""
+        rows = await self._bridge.run(queries.pending_outbox, limit)
+        return [OutboxRow(*row) for row in rows]
+
+    async def mark_delivered(self, outbox_ids: Sequence[int]) -> int:
+        """Record these notifications as delivered; returns how many were still undelivered."""
+        if not outbox_ids:
+            return 0
+        return await self._bridge.run(queries.mark_delivered, list(outbox_ids))
+
+    async def mark_failed(self, outbox_id: int, error: str, retry_at: datetime) -> None:
+        """Record a failed delivery attempt and when to try again."""
+        await self._bridge.run(queries.mark_failed, outbox_id, error[:2000], retry_at)
+
+    async def ping(self) -> None:
+        """Return when the database answers; raises :class:`StoreUnavailable` otherwise."""
+        await self._bridge.run(queries.ping)
+
+
+def _user(row: asyncpg.Record) -> User:
+    return User(row[0], row[1], row[2], row[3], row[4], row[5])
+
+
+def _alert(row: asyncpg.Record) -> Alert:
+    return Alert(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        _DIRECTIONS[row[5]],
+        _STATUSES[row[6]],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+    )
+
+
+@asynccontextmanager
+async def open_store(config: DatabaseConfig, *, pool_size: int = 10) -> AsyncIterator[Store]:
+    """Open the store described by ``config`` for the duration of the block.
+
+    Needs ``trio_asyncio.open_loop()`` around it. With ``config.url`` empty, starts (or adopts,
+    after a crash) the embedded Postgres in ``config.data_dir`` and stops it on exit. Connects a
+    pool of up to ``pool_size`` connections, retrying an unreachable server for
+    ``config.start_timeout_s`` with a log line per attempt, then applies pending migrations.
+
+    Raises :class:`StoreUnavailable` for a bad URL or a server that stays unreachable, and
+    :class:`MigrationError` when the schema cannot be brought up to date.
+    """
+    async with AsyncExitStack() as stack:
+        url = config.url
+        if not url:
+            server = await stack.enter_async_context(embedded.running(config.data_dir))
+            url = server.uri
+        bridge = await stack.enter_async_context(
+            open_bridge(url, max_size=pool_size, start_timeout_s=config.start_timeout_s)
+        )
+        applied = await bridge.run(apply_migrations, load_migrations())
+        if applied:
+            log.info("applied migrations %s", ", ".join(f"{v:04d}" for v in applied))
+        yield Store(bridge)
