@@ -1,7 +1,18 @@
 """Every hook a triggerbook plugin can implement, in one module.
 
 pluggy project name ``triggerbook``; third-party packages register through the ``triggerbook``
-entry-point group, built-ins through the same hooks (``engine.plugins.BUILTIN_PLUGINS``).
+entry-point group, built-ins through the same hooks (``engine.feeds.registry.BUILTIN_PLUGINS``,
+like pytest's ``default_plugins``). ``pm.check_pending()`` runs at start, so an implementation
+whose name matches no spec here (a misspelt hook) fails loudly with a
+:class:`engine.errors.PluginError`.
+
+A plugin is any module or object with ``@hookimpl`` functions named like the specs below::
+
+    from engine.hookspecs import hookimpl
+
+    @hookimpl
+    def triggerbook_exchanges():
+        return [Kraken]
 
 Hooks are synchronous: pluggy calls them once at start and collects every plugin's answer into a
 list. They return classes or objects; the engine runs their async parts (a feed's connection, a

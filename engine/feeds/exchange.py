@@ -53,11 +53,35 @@ class Exchange(ABC):
     forced_disconnect_after_s: ClassVar[float | None] = None
     # Send ``heartbeat_frame()`` this often when the exchange wants application-level pings.
     heartbeat_interval_s: ClassVar[float | None] = None
+    # The forced-disconnect handover: open the next connection this long before the deadline,
+    # and keep both for ``handover_overlap_s`` after the new one is live (ticks deduplicated).
+    handover_lead_s: ClassVar[float] = 60.0
+    handover_overlap_s: ClassVar[float] = 1.0
+    # Reconnect backoff: full jitter, uniform(0, min(cap, base * 2**attempt)); the attempt count
+    # resets once a connection stayed up for ``healthy_after_s``.
+    backoff_base_s: ClassVar[float] = 0.5
+    backoff_cap_s: ClassVar[float] = 30.0
+    healthy_after_s: ClassVar[float] = 30.0
+    # How long to wait for the WebSocket handshake before counting it as a failed attempt.
+    connect_timeout_s: ClassVar[float] = 10.0
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         table = dict(config or {})
         self.config: Mapping[str, Any] = {**self.options, **table}
         self.base_url: str = table.get("url") or self.url
+        # Runner settings an operator may override per feed in ``[feeds.<name>]``.
+        if "stale_after_s" in table:
+            self.stale_after_s = float(table["stale_after_s"])
+
+    @classmethod
+    def config_section(cls) -> dict[str, Any]:
+        """The keys of ``[feeds.<name>]`` with their defaults, for the configuration schema."""
+        return {
+            "enabled": cls.enabled_by_default,
+            "url": cls.url,
+            "stale_after_s": float(cls.stale_after_s),
+            **cls.options,
+        }
 
     def normalise_symbol(self, symbol: str) -> str:
         """The exchange's canonical spelling of a user-given symbol (default: upper case)."""

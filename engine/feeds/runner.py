@@ -1,0 +1,476 @@
+"""The shared feed runner: one actor per enabled feed, every socket concern in one place.
+
+``run_feeds`` starts, in its own nursery, an :class:`ExchangeFeed` per enabled WebSocket exchange
+(driven by the exchange's pure description) and the ``run`` of each enabled
+:class:`~engine.feeds.source.FeedSource`. Each gets its own clone of the tick channel.
+
+An ``ExchangeFeed`` keeps ``demand.symbols(exchange)`` subscribed and nothing else. The symbols are
+spread over *slots* of at most ``max_streams_per_connection``; each slot keeps one connection up:
+
+- subscriptions follow demand live: a diff, batched ``symbols_per_message`` per frame, paced at
+  ``max_messages_per_second`` per connection (heartbeats included);
+- staleness is a cancel scope: ``with trio.fail_after(stale_after_s): await ws.get_message()``
+  while subscribed; expiry is :class:`FeedStale` and a reconnect;
+- the reconnect loop catches the named set :data:`RECONNECT_ERRORS` only, sleeps
+  ``uniform(0, min(cap, base * 2**attempt))`` (full jitter), resets the attempt count once a
+  connection stayed up ``healthy_after_s``, logs with ``exc_info``; anything else propagates and
+  stops the engine (a bug must not become a silent reconnect loop);
+- a documented forced disconnect (``forced_disconnect_after_s``, Binance's 24 h) is preempted:
+  ``handover_lead_s`` before it, the slot opens the next connection, subscribes, waits for its
+  first frame (the subscribe ack on Binance), and only ``handover_overlap_s`` later closes the old
+  one. During the overlap both deliver the same trades; ticks are deduplicated on
+  ``(symbol, exchange_time_ms, price)``. Dropping a genuine repeat of the same price at the same
+  millisecond cannot lose a crossing: the first copy already fired every trigger it crosses;
+- a bad frame (:class:`BadFrame`) is counted in ``frames_skipped``, logged once per kind with a
+  sample, and skipped; an error reply (:class:`SubscriptionRejected`) records the symbols in
+  ``FeedState.rejected`` (shown on ``/readyz``); neither drops the connection.
+
+The per-frame path is: ``get_message`` under a cancel scope, ``time.monotonic_ns()``,
+``exchange.parse``, ``ticks.send`` per tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from typing import Any
+
+import trio
+import trio_websocket
+
+from engine.config import Config
+from engine.errors import BadFrame, FeedClosed, FeedStale, PluginError, SubscriptionRejected
+from engine.feeds.exchange import Exchange
+from engine.feeds.registry import FeedRegistry
+from engine.feeds.source import FeedSource
+from engine.feeds.status import FeedState, FeedStates
+from engine.metrics import Metrics
+from engine.model import Tick
+
+log = logging.getLogger(__name__)
+
+RECONNECT_ERRORS: tuple[type[Exception], ...] = (
+    trio_websocket.HandshakeError,  # includes ConnectionRejected and ConnectionTimeout
+    trio_websocket.ConnectionClosed,
+    OSError,
+    trio.TooSlowError,
+    FeedClosed,
+    FeedStale,
+)
+DEDUPE_LIMIT = 1 << 16  # keys kept during a handover overlap before starting afresh
+
+
+async def run_feeds(
+    config: Config,
+    registry: FeedRegistry,
+    ticks: trio.MemorySendChannel[Tick],
+    demand: Any,
+    feed_states: FeedStates,
+    metrics: Metrics,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run one actor per enabled feed until cancelled; ``task_status.started()`` once all started.
+
+    Each actor gets ``ticks.clone()`` and closes it when it ends; this function closes ``ticks``
+    itself once the clones exist. Raises :class:`PluginError` before starting anything if an
+    enabled feed has no plugin, and propagates whatever a feed cannot handle (see module doc).
+    """
+    feeds: list[ExchangeFeed | FeedSource] = []
+    for name in config.enabled_feeds():
+        table = config.feeds[name]
+        if registry.is_exchange(name):
+            exchange = registry.exchange(name, table)
+            feeds.append(ExchangeFeed(exchange, demand, feed_states.get(name), metrics))
+        elif name in registry.sources:
+            feeds.append(registry.source(name, table))
+        else:
+            raise PluginError(f"feed {name!r} is enabled but no plugin provides it")
+    feed_states.export_to(metrics)
+    async with ticks, trio.open_nursery() as nursery:
+        for feed in feeds:
+            if isinstance(feed, ExchangeFeed):
+                await nursery.start(feed.run, ticks.clone())
+            else:
+                state = feed_states.get(feed.name)
+                await nursery.start(_run_source, feed, ticks.clone(), demand, state, metrics)
+        await ticks.aclose()
+        task_status.started()
+
+
+async def _run_source(
+    source: FeedSource,
+    ticks: trio.MemorySendChannel[Tick],
+    demand: Any,
+    state: FeedState,
+    metrics: Metrics,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with ticks:
+        await source.run(ticks, demand, state, metrics, task_status=task_status)
+
+
+def first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The first plain exception in a (possibly nested) exception group."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
+
+
+class Backoff:
+    """Exponential backoff with a cap and full jitter: ``uniform(0, min(cap, base * 2**n))``."""
+
+    def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+        self._uniform = (rng or random.Random()).uniform
+
+    def next_delay(self) -> float:
+        """The next sleep; each call doubles the ceiling until the cap."""
+        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 62))
+        self.attempt += 1
+        return self._uniform(0, ceiling)
+
+    def reset(self) -> None:
+        """Start again from ``base`` (after a healthy connection)."""
+        self.attempt = 0
+
+
+class ExchangeFeed:
+    """The actor of one WebSocket exchange: demand -> slots -> connections -> ticks."""
+
+    def __init__(self, exchange: Exchange, demand: Any, state: FeedState, metrics: Metrics) -> None:
+        self.exchange = exchange
+        self.name = exchange.name
+        self.demand = demand
+        self.state = state
+        self.metrics = metrics
+        self.slots: list[_Slot] = []
+        self.live_sessions: set[_Session] = set()
+        self.ticks: trio.MemorySendChannel[Tick] | None = None
+        self._logged_kinds: set[str] = set()
+        self._nursery: trio.Nursery | None = None
+
+    async def run(
+        self,
+        ticks: trio.MemorySendChannel[Tick],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Follow demand until cancelled; closes ``ticks`` on the way out."""
+        self.ticks = ticks
+        async with ticks, trio.open_nursery() as nursery:
+            self._nursery = nursery
+            seen = self.demand.version(self.name)
+            await self._apply(self.demand.symbols(self.name))
+            task_status.started()
+            while True:
+                seen = await self.demand.wait_changed(self.name, seen)
+                await self._apply(self.demand.symbols(self.name))
+
+    async def _apply(self, wanted: frozenset[str]) -> None:
+        """Spread ``wanted`` over the slots; start new slots, retire empty ones."""
+        state = self.state
+        state.wanted = frozenset(wanted)
+        for symbol in [s for s in state.rejected if s not in wanted]:
+            del state.rejected[symbol]
+        held = set().union(*(slot.want for slot in self.slots))
+        removed = held - wanted
+        added = sorted(wanted - held)
+        cap = self.exchange.max_streams_per_connection
+        touched: set[_Slot] = set()
+        for slot in self.slots:
+            if slot.want & removed:
+                slot.want -= removed
+                touched.add(slot)
+        fresh: list[_Slot] = []
+        for symbol in added:
+            slot = next((s for s in self.slots if len(s.want) < cap), None)
+            if slot is None:
+                slot = _Slot(self)
+                self.slots.append(slot)
+                fresh.append(slot)
+            slot.want.add(symbol)
+            touched.add(slot)
+        for slot in [s for s in self.slots if not s.want]:
+            slot.retired = True
+            self.slots.remove(slot)
+        for slot in touched:
+            slot.wake()
+        assert self._nursery is not None
+        for slot in fresh:
+            if not slot.retired:
+                await self._nursery.start(slot.run)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute ``state.symbols`` and ``state.connected`` from the live sessions."""
+        sessions = self.live_sessions
+        self.state.symbols = frozenset().union(*(s.subscribed for s in sessions))
+        if sessions:
+            self.state.mark_connected()
+        else:
+            self.state.mark_disconnected()
+
+    def bad_frame(self, exc: BadFrame) -> None:
+        """Count a skipped frame; log the first of each kind with its sample."""
+        self.metrics.frames_skipped.inc(exchange=self.name, kind=exc.kind)
+        if exc.kind not in self._logged_kinds:
+            self._logged_kinds.add(exc.kind)
+            log.warning(
+                "%s: skipping a bad frame (%s; further ones of this kind are only counted): %s",
+                self.name,
+                exc.kind,
+                exc.sample,
+            )
+
+    def rejected(self, exc: SubscriptionRejected, session: _Session) -> None:
+        """Record the symbols an exchange refused; they are not asked for again until demand
+        drops and re-adds them."""
+        log.warning("%s: %s", self.name, exc)
+        self.state.last_error = str(exc)
+        for symbol in exc.symbols:
+            self.state.rejected[symbol] = exc.reason
+            for other in session.slot.sessions:
+                other.subscribed.discard(symbol)
+        self.refresh()
+
+    def failed(self, exc: BaseException, delay: float) -> None:
+        """Account for a lost or failed connection before backing off ``delay`` seconds."""
+        self.state.reconnects += 1
+        self.state.last_error = f"{type(exc).__name__}: {exc}"
+        self.metrics.feed_reconnects.inc(exchange=self.name)
+        log.warning(
+            "%s: connection failed (%s); reconnecting in %.2fs",
+            self.name,
+            self.state.last_error,
+            delay,
+            exc_info=exc,
+        )
+
+
+class _Slot:
+    """Up to ``max_streams_per_connection`` symbols, kept subscribed over one connection (two
+    during a handover)."""
+
+    def __init__(self, feed: ExchangeFeed) -> None:
+        self.feed = feed
+        self.want: set[str] = set()
+        self.retired = False
+        self.sessions: list[_Session] = []
+        self.dedupe: dict[tuple[str, int, Any], None] | None = None
+        self._handovers = 0
+
+    def wake(self) -> None:
+        for session in self.sessions:
+            session.changed.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep a connection up until retired (its symbols all gone)."""
+        ex = self.feed.exchange
+        backoff = Backoff(ex.backoff_base_s, ex.backoff_cap_s)
+        current: _Session | None = None
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while not self.retired:
+                handover = current is not None and not current.ended.is_set()
+                if handover:
+                    self._handovers += 1
+                    self.dedupe = {}
+                error: BaseException | None = None
+                try:
+                    new: _Session = await nursery.start(self._session)
+                except* RECONNECT_ERRORS as group:
+                    error = first_leaf(group)
+                if error is not None:
+                    if handover:
+                        self._handover_done()
+                    delay = backoff.next_delay()
+                    self.feed.failed(error, delay)
+                    await trio.sleep(delay)
+                    continue
+                if handover and current is not None:
+                    nursery.start_soon(self._retire, current)
+                current = new
+                forced = ex.forced_disconnect_after_s
+                deadline = new.opened_at + forced - ex.handover_lead_s if forced else math.inf
+                with trio.move_on_at(deadline):
+                    await new.ended.wait()
+                if not new.ended.is_set():
+                    continue  # time to hand over: the next iteration opens the next connection
+                current = None
+                if trio.current_time() - new.opened_at >= ex.healthy_after_s:
+                    backoff.reset()
+                if new.error is not None:
+                    delay = backoff.next_delay()
+                    self.feed.failed(new.error, delay)
+                    await trio.sleep(delay)
+
+    async def _retire(self, old: _Session) -> None:
+        """Close ``old`` once the overlap has passed (the new session is live)."""
+        await trio.sleep(self.feed.exchange.handover_overlap_s)
+        old.scope.cancel()
+        await old.ended.wait()
+        self._handover_done()
+
+    def _handover_done(self) -> None:
+        self._handovers -= 1
+        if self._handovers == 0:
+            self.dedupe = None
+
+    async def _session(self, *, task_status: trio.TaskStatus[_Session]) -> None:
+        """One connection: open, subscribe, first frame, ``started``; then run until it fails,
+        is retired, or is cancelled. Errors before ``started`` propagate to the slot's loop;
+        reconnectable ones after it are recorded in ``session.error``."""
+        ex = self.feed.exchange
+        session = _Session(self)
+        try:
+            async with trio_websocket.open_websocket_url(
+                ex.connect_url(), connect_timeout=ex.connect_timeout_s
+            ) as ws:
+                session.ws = ws
+                session.opened()
+                await session.sync()
+                await session.first_frame()
+                task_status.started(session)
+                session.started = True
+                with session.scope:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(session.follow_demand)
+                        if ex.heartbeat_interval_s:
+                            nursery.start_soon(session.heartbeat, ex.heartbeat_interval_s)
+                        await session.receive()
+        except* RECONNECT_ERRORS as group:
+            if not session.started:
+                raise
+            session.error = first_leaf(group)
+        finally:
+            session.closed()
+
+
+class _Session:
+    """One WebSocket connection of a slot, with what it has subscribed."""
+
+    def __init__(self, slot: _Slot) -> None:
+        self.slot = slot
+        self.feed = slot.feed
+        self.ws: trio_websocket.WebSocketConnection | None = None
+        self.subscribed: set[str] = set()
+        self.changed = trio.Event()
+        self.ended = trio.Event()
+        self.scope = trio.CancelScope()
+        self.started = False
+        self.error: BaseException | None = None
+        self.opened_at = 0.0
+        self._next_send_at = -math.inf
+
+    def opened(self) -> None:
+        self.opened_at = trio.current_time()
+        self.slot.sessions.append(self)
+        self.feed.live_sessions.add(self)
+        self.feed.refresh()
+
+    def closed(self) -> None:
+        if self in self.slot.sessions:
+            self.slot.sessions.remove(self)
+        self.feed.live_sessions.discard(self)
+        self.ended.set()
+        self.feed.refresh()
+
+    async def _send(self, frame: str) -> None:
+        """Send one frame, no faster than ``max_messages_per_second`` on this connection."""
+        assert self.ws is not None
+        now = trio.current_time()
+        if self._next_send_at > now:
+            await trio.sleep_until(self._next_send_at)
+            now = trio.current_time()
+        self._next_send_at = now + 1.0 / self.feed.exchange.max_messages_per_second
+        await self.ws.send_message(frame)
+
+    async def sync(self) -> None:
+        """Bring ``subscribed`` to the slot's ``want`` (minus rejected symbols)."""
+        ex = self.feed.exchange
+        rejected = self.feed.state.rejected
+        want = {s for s in self.slot.want if s not in rejected}
+        gone = sorted(self.subscribed - want)
+        if gone:
+            for frame in ex.unsubscribe_frames(gone):
+                await self._send(frame)
+            self.subscribed.difference_update(gone)
+            self.feed.refresh()
+        new = sorted(want - self.subscribed)
+        if new:
+            for frame in ex.subscribe_frames(new):
+                await self._send(frame)
+            self.subscribed.update(new)
+            self.feed.refresh()
+
+    async def follow_demand(self) -> None:
+        """Re-sync whenever the slot's symbols change; end the session once retired and empty."""
+        while True:
+            self.changed = trio.Event()
+            await self.sync()
+            if self.slot.retired and not self.subscribed:
+                self.scope.cancel()
+                return
+            await self.changed.wait()
+
+    async def heartbeat(self, interval: float) -> None:
+        """Send the exchange's application-level ping every ``interval`` seconds."""
+        frame = self.feed.exchange.heartbeat_frame()
+        if frame is None:
+            return
+        while True:
+            await trio.sleep(interval)
+            await self._send(frame)
+
+    async def first_frame(self) -> None:
+        """Wait for the first frame after subscribing: the connection is then known live."""
+        if not self.subscribed:
+            return
+        await self._handle(await self._get_message())
+
+    async def _get_message(self) -> str | bytes:
+        assert self.ws is not None
+        stale = self.feed.exchange.stale_after_s if self.subscribed else math.inf
+        try:
+            with trio.fail_after(stale):
+                return await self.ws.get_message()
+        except trio.TooSlowError:
+            raise FeedStale(f"{self.feed.name}: no frame for {stale:g}s while subscribed") from None
+
+    async def _handle(self, frame: str | bytes) -> None:
+        now = time.monotonic_ns()
+        feed = self.feed
+        feed.state.last_frame_ns = now
+        try:
+            ticks = feed.exchange.parse(frame, now)
+        except BadFrame as exc:
+            feed.bad_frame(exc)
+            return
+        except SubscriptionRejected as exc:
+            feed.rejected(exc, self)
+            return
+        assert feed.ticks is not None
+        dedupe = self.slot.dedupe
+        for tick in ticks:
+            if dedupe is not None:
+                key = (tick.symbol, tick.exchange_time_ms, tick.price)
+                if key in dedupe:
+                    continue
+                if len(dedupe) >= DEDUPE_LIMIT:
+                    dedupe.clear()
+                dedupe[key] = None
+            await feed.ticks.send(tick)
+
+    async def receive(self) -> None:
+        """The per-frame loop; raises :class:`FeedStale` or a connection error to end it."""
+        get_message = self._get_message
+        handle = self._handle
+        while True:
+            await handle(await get_message())

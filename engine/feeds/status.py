@@ -1,0 +1,141 @@
+"""What each feed is doing right now, for ``/readyz`` and ``/metrics``.
+
+The feed actors write their :class:`FeedState` in place (one Trio thread, no locks); the web reads
+it. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.metrics import Gauge, Metrics
+
+
+@dataclass(slots=True)
+class FeedState:
+    """One feed's live state.
+
+    ``since`` is the wall time (``time.time()``) the current connection came up, ``None`` while
+    disconnected. ``last_frame_ns`` is ``time.monotonic_ns()`` of the last frame received (any
+    frame, acks included). ``wanted`` are the symbols demand asks for; ``symbols`` those actually
+    subscribed; ``rejected`` maps a symbol the exchange refused to the exchange's reason.
+    """
+
+    name: str
+    connected: bool = False
+    since: float | None = None
+    last_frame_ns: int | None = None
+    reconnects: int = 0
+    wanted: frozenset[str] = frozenset()
+    symbols: frozenset[str] = frozenset()
+    rejected: dict[str, str] = field(default_factory=dict)
+    last_error: str | None = None
+
+    @property
+    def last_frame_at(self) -> float | None:
+        """Monotonic time (``time.monotonic()`` seconds) of the last frame, if any."""
+        return None if self.last_frame_ns is None else self.last_frame_ns / 1e9
+
+    def last_frame_age_s(self) -> float | None:
+        """Seconds since the last frame, or ``None`` if none arrived yet."""
+        if self.last_frame_ns is None:
+            return None
+        return (time.monotonic_ns() - self.last_frame_ns) / 1e9
+
+    def mark_connected(self) -> None:
+        """Record that a connection is up (``since`` keeps the first of overlapping ones)."""
+        if not self.connected:
+            self.connected = True
+            self.since = time.time()
+
+    def mark_disconnected(self, error: str | None = None) -> None:
+        """Record that no connection is up; ``error`` is why, when it failed."""
+        self.connected = False
+        self.since = None
+        if error is not None:
+            self.last_error = error
+
+    def ready_reason(self) -> str | None:
+        """``None`` when the feed is ready, else why not.
+
+        A feed with nothing to subscribe is idle and ready; one with symbols to subscribe is
+        ready once connected. Rejected symbols do not make a feed unready (one bad symbol in one
+        alert must not take the whole engine out of a load balancer); they are listed in
+        :meth:`as_dict` for ``/readyz``.
+        """
+        if self.connected or not self.wanted:
+            return None
+        detail = f": {self.last_error}" if self.last_error else ""
+        return f"not connected{detail}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready view for ``/readyz``."""
+        age = self.last_frame_age_s()
+        return {
+            "connected": self.connected,
+            "since": self.since,
+            "last_frame_age_s": None if age is None else round(age, 3),
+            "reconnects": self.reconnects,
+            "symbols": sorted(self.symbols),
+            "rejected": dict(sorted(self.rejected.items())),
+            "last_error": self.last_error,
+        }
+
+
+class FeedStates:
+    """Every feed's :class:`FeedState` by feed name; created by the engine, passed to the actors."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, FeedState] = {}
+
+    def get(self, name: str) -> FeedState:
+        """The state of feed ``name``, created on first use."""
+        state = self._states.get(name)
+        if state is None:
+            state = self._states[name] = FeedState(name)
+        return state
+
+    def items(self) -> Iterator[tuple[str, FeedState]]:
+        """``(name, state)`` pairs in name order."""
+        return iter(sorted(self._states.items()))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._states
+
+    def ready(self) -> tuple[bool, dict[str, str]]:
+        """Whether every feed is ready, and the reason for each one that is not."""
+        reasons = {}
+        for name, state in self.items():
+            reason = state.ready_reason()
+            if reason is not None:
+                reasons[name] = reason
+        return not reasons, reasons
+
+    def export_to(self, metrics: Metrics) -> None:
+        """Add gauges to ``metrics`` that read these states when ``/metrics`` is rendered.
+
+        Idempotent: a second call replaces the gauges (``Metrics.all()`` lists attributes).
+        """
+        metrics.feed_connected = Gauge(  # type: ignore[attr-defined]
+            "triggerbook_feed_connected",
+            "1 while the feed has a live connection.",
+            ["exchange"],
+            callback=lambda: {(n,): float(s.connected) for n, s in self.items()},
+        )
+        metrics.feed_symbols = Gauge(  # type: ignore[attr-defined]
+            "triggerbook_feed_symbols",
+            "Symbols subscribed per feed.",
+            ["exchange"],
+            callback=lambda: {(n,): float(len(s.symbols)) for n, s in self.items()},
+        )
+        metrics.feed_last_frame_age = Gauge(  # type: ignore[attr-defined]
+            "triggerbook_feed_last_frame_age_seconds",
+            "Seconds since the feed's last frame.",
+            ["exchange"],
+            callback=lambda: {
+                (n,): age for n, s in self.items() if (age := s.last_frame_age_s()) is not None
+            },
+        )

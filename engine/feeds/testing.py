@@ -1,0 +1,404 @@
+"""The conformance kit: test an exchange plugin on recorded frames and through the real runner.
+
+For plugin authors' own test suites (installed as a pytest plugin, ``pytest11`` entry point
+``triggerbook``, which adds the ``manual_demand`` fixture). Three layers:
+
+1. Pure: :func:`load_frames` reads recorded frames (one per line, ``#`` comments);
+   :func:`check_parse` asserts that parsing them gives the expected ticks exactly;
+   :func:`check_bad_frames` that each bad frame raises :class:`BadFrame`.
+2. A local exchange: :class:`ExchangeServer` (or :func:`serve_exchange`) is a trio-websocket server
+   on port 0 that reads subscribe/unsubscribe requests through a small ``read_request`` function
+   the author writes (the server side of their protocol), answers them, replays the recorded
+   frames of the subscribed symbols, records the whole conversation, and can ping, close, and
+   send garbage on demand.
+3. :func:`run_conformance` drives the REAL feed runner against that server: subscribe only the
+   demanded symbols -> frames -> exact ticks -> unsubscribe as demand shrinks.
+
+See ``docs/plugins.md`` for a complete example.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio_websocket
+
+from engine.errors import BadFrame
+from engine.feeds.exchange import Exchange
+from engine.feeds.runner import ExchangeFeed
+from engine.feeds.status import FeedStates
+from engine.metrics import Metrics
+from engine.model import Tick
+
+# -------------------------------------------------------------------------------------------------
+# recorded frames and parse checks
+# -------------------------------------------------------------------------------------------------
+
+
+def load_frames(path: str | Path) -> list[str]:
+    """The frames of a recording: one raw frame per line; blank lines and ``#`` lines skipped."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+
+
+ExpectedTick = Tick | tuple[str, str | Decimal, int]
+
+
+def _as_key(tick: ExpectedTick) -> tuple[str, Decimal, int]:
+    if isinstance(tick, Tick):
+        return (tick.symbol, tick.price, tick.exchange_time_ms)
+    symbol, price, time_ms = tick
+    return (symbol, Decimal(price), time_ms)
+
+
+def check_parse(
+    exchange: Exchange, frames: str | Path | Sequence[str], expected: Iterable[ExpectedTick]
+) -> list[Tick]:
+    """Parse ``frames`` (a path or a list) and assert the ticks are exactly ``expected``.
+
+    ``expected`` items are ticks or ``(symbol, price, exchange_time_ms)`` tuples; prices are
+    compared as Decimals with their exponent (``"0.0010"`` is not ``"0.001"``), exchange names
+    must be the exchange's. Returns the ticks. Raises ``AssertionError`` naming the first
+    difference.
+    """
+    if isinstance(frames, str | Path) and not str(frames).lstrip().startswith(("{", "[")):
+        frames = load_frames(frames)
+    ticks = [t for frame in frames for t in exchange.parse(frame, 0)]
+    for tick in ticks:
+        assert tick.exchange == exchange.name, f"tick names exchange {tick.exchange!r}: {tick}"
+        assert isinstance(tick.price, Decimal), f"price is not a Decimal: {tick}"
+    got = [(t.symbol, t.price, t.exchange_time_ms) for t in ticks]
+    want = [_as_key(t) for t in expected]
+    for i, (g, w) in enumerate(zip(got, want, strict=False)):
+        assert g == w and str(g[1]) == str(w[1]), f"tick {i}: got {g}, expected {w}"
+    assert len(got) == len(want), f"got {len(got)} ticks, expected {len(want)}: {got}"
+    return ticks
+
+
+def check_bad_frames(exchange: Exchange, frames: Sequence[str | bytes]) -> list[str]:
+    """Assert each frame raises :class:`BadFrame`; returns their ``kind`` values."""
+    kinds = []
+    for frame in frames:
+        try:
+            exchange.parse(frame, 0)
+        except BadFrame as exc:
+            kinds.append(exc.kind)
+        else:
+            raise AssertionError(f"parse accepted a bad frame: {frame!r}")
+    return kinds
+
+
+def frames_by_symbol(exchange: Exchange, frames: Sequence[str]) -> dict[str, list[str]]:
+    """Data frames grouped by the symbol of their first tick; control frames are dropped."""
+    out: dict[str, list[str]] = {}
+    for frame in frames:
+        ticks = exchange.parse(frame, 0)
+        if ticks:
+            out.setdefault(ticks[0].symbol, []).append(frame)
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
+# a demand you set by hand
+# -------------------------------------------------------------------------------------------------
+
+
+class ManualDemand:
+    """The runner's ``demand`` interface, set by hand: ``set(exchange, symbols)``."""
+
+    def __init__(self) -> None:
+        self._symbols: dict[str, frozenset[str]] = {}
+        self._versions: dict[str, int] = {}
+        self._changed = trio.Event()
+
+    def set(self, exchange: str, symbols: Iterable[str]) -> None:
+        """Make ``symbols`` the live set of ``exchange`` and wake whoever waits on it."""
+        self._symbols[exchange] = frozenset(symbols)
+        self._versions[exchange] = self._versions.get(exchange, 0) + 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def symbols(self, exchange: str) -> frozenset[str]:
+        return self._symbols.get(exchange, frozenset())
+
+    def version(self, exchange: str) -> int:
+        return self._versions.get(exchange, 0)
+
+    async def wait_changed(self, exchange: str, seen_version: int) -> int:
+        """Return the version once it differs from ``seen_version``."""
+        while self.version(exchange) == seen_version:
+            await self._changed.wait()
+        return self.version(exchange)
+
+
+@pytest.fixture
+def manual_demand() -> ManualDemand:
+    """A :class:`ManualDemand` for driving a feed's subscriptions in a test."""
+    return ManualDemand()
+
+
+# -------------------------------------------------------------------------------------------------
+# a local exchange
+# -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """What ``read_request`` makes of one client message.
+
+    ``op`` is ``"subscribe"``, ``"unsubscribe"`` or anything else (recorded, no replay);
+    ``symbols`` are normalised (as the exchange's ticks spell them); ``replies`` are sent back
+    first (an ack, or an error reply).
+    """
+
+    op: str
+    symbols: tuple[str, ...] = ()
+    replies: tuple[str, ...] = ()
+
+
+ReadRequest = Callable[[str], Request | None]
+
+
+@dataclass
+class ServerConnection:
+    """One client connection to the :class:`ExchangeServer`."""
+
+    ws: trio_websocket.WebSocketConnection
+    path: str
+    received: list[str] = field(default_factory=list)
+    subscribed: set[str] = field(default_factory=set)
+    open: bool = True
+
+
+class ExchangeServer:
+    """A local exchange: trio-websocket on ``127.0.0.1:0``, speaking through ``read_request``.
+
+    ``frames`` maps a symbol to its recorded data frames (see :func:`frames_by_symbol`); on a
+    subscribe the server sends the request's replies, then (with ``replay=True``) those frames.
+    ``greeting`` frames are sent to every new connection. Everything the clients send is in
+    ``received`` (all connections, in order) and ``requests``; ``wait_until`` blocks until a
+    condition over the server holds.
+    """
+
+    def __init__(
+        self,
+        read_request: ReadRequest,
+        frames: Mapping[str, Sequence[str]] | None = None,
+        *,
+        greeting: Sequence[str] = (),
+        replay: bool = True,
+    ) -> None:
+        self.read_request = read_request
+        self.frames = {k: list(v) for k, v in (frames or {}).items()}
+        self.greeting = list(greeting)
+        self.replay = replay
+        self.port = 0
+        self.connections: list[ServerConnection] = []
+        self.received: list[str] = []
+        self.requests: list[Request] = []
+        self.refuse = False  # reject new handshakes while set (a flapping exchange)
+        self._changed = trio.Event()
+
+    @property
+    def url(self) -> str:
+        """The base URL to give the exchange (``ws://127.0.0.1:<port>``)."""
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def live(self) -> list[ServerConnection]:
+        """The connections still open."""
+        return [c for c in self.connections if c.open]
+
+    def subscribed(self) -> set[str]:
+        """Symbols subscribed over every open connection."""
+        return set().union(*(c.subscribed for c in self.live))
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait (checkpointing) until ``condition()`` is true; re-checked on every server event."""
+        while not condition():
+            await self._changed.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[ExchangeServer]) -> None:
+        """Serve until cancelled; ``task_status.started(self)`` once the port is bound."""
+        async with trio.open_nursery() as nursery:
+            listener = await nursery.start(
+                trio_websocket.serve_websocket, self._handler, "127.0.0.1", 0, None
+            )
+            self.port = listener.port
+            task_status.started(self)
+
+    async def _handler(self, request: trio_websocket.WebSocketRequest) -> None:
+        if self.refuse:
+            await request.reject(503)
+            return
+        ws = await request.accept()
+        conn = ServerConnection(ws, request.path)
+        self.connections.append(conn)
+        self._notify()
+        try:
+            for frame in self.greeting:
+                await ws.send_message(frame)
+            while True:
+                message = await ws.get_message()
+                text = message if isinstance(message, str) else message.decode()
+                conn.received.append(text)
+                self.received.append(text)
+                await self._answer(conn, text)
+                self._notify()
+        except trio_websocket.ConnectionClosed:
+            pass
+        finally:
+            conn.open = False
+            self._notify()
+
+    async def _answer(self, conn: ServerConnection, text: str) -> None:
+        request = self.read_request(text)
+        if request is None:
+            return
+        self.requests.append(request)
+        for reply in request.replies:
+            await conn.ws.send_message(reply)
+        if request.op == "subscribe":
+            conn.subscribed.update(request.symbols)
+            if self.replay:
+                for symbol in request.symbols:
+                    for frame in self.frames.get(symbol, ()):
+                        await conn.ws.send_message(frame)
+        elif request.op == "unsubscribe":
+            conn.subscribed.difference_update(request.symbols)
+
+    async def send(self, frame: str | bytes, connection: ServerConnection | None = None) -> None:
+        """Send ``frame`` on one connection (default: every open one)."""
+        for conn in [connection] if connection else self.live:
+            await conn.ws.send_message(frame)
+
+    async def send_for(self, symbol: str, frame: str | bytes) -> None:
+        """Send ``frame`` on every open connection that subscribed ``symbol``."""
+        for conn in self.live:
+            if symbol in conn.subscribed:
+                await conn.ws.send_message(frame)
+
+    async def ping(self) -> None:
+        """A protocol ping on every open connection (the client must answer it)."""
+        for conn in self.live:
+            await conn.ws.ping()
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close every open connection (the client must reconnect)."""
+        for conn in self.live:
+            await conn.ws.aclose(code, reason)
+
+    async def garbage(self, frames: Sequence[str | bytes] = ("not json {", "{}", "[1, 2]")) -> None:
+        """Send frames no exchange would (the client must skip them and stay up)."""
+        for frame in frames:
+            await self.send(frame)
+
+
+@asynccontextmanager
+async def serve_exchange(
+    read_request: ReadRequest,
+    frames: Mapping[str, Sequence[str]] | None = None,
+    **kwargs: Any,
+) -> AsyncIterator[ExchangeServer]:
+    """``async with serve_exchange(...) as server:`` a started :class:`ExchangeServer`, stopped
+    (cancelled) on exit."""
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(ExchangeServer(read_request, frames, **kwargs).run)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+# -------------------------------------------------------------------------------------------------
+# the conversation through the real runner
+# -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConformanceReport:
+    """What :func:`run_conformance` saw."""
+
+    ticks: list[Tick]
+    requests: list[Request]
+    received: list[str]
+
+
+async def run_conformance(
+    exchange_cls: type[Exchange],
+    frames: str | Path | Sequence[str],
+    read_request: ReadRequest,
+    *,
+    config: Mapping[str, Any] | None = None,
+    greeting: Sequence[str] = (),
+) -> ConformanceReport:
+    """Check the whole subscribe -> frames -> ticks -> unsubscribe conversation.
+
+    Starts an :class:`ExchangeServer` replaying ``frames`` and the real feed runner for
+    ``exchange_cls`` (its URL pointed at the server), then: demands every symbol of the frames and
+    asserts exactly those were subscribed and every recorded tick came out exactly; drops the first
+    symbol and asserts it was unsubscribed (and nothing else); drops the rest and asserts the
+    server has no subscription left. Raises ``AssertionError`` at the first difference. Run it
+    under ``trio.fail_after`` (a runner that never subscribes would otherwise wait forever).
+    """
+    if isinstance(frames, str | Path):
+        frames = load_frames(frames)
+    probe = exchange_cls(config)
+    by_symbol = frames_by_symbol(probe, frames)
+    symbols = sorted(by_symbol)
+    assert symbols, "no frame in the recording gives a tick"
+    expected = {
+        s: [(t.symbol, t.price, t.exchange_time_ms) for f in fs for t in probe.parse(f, 0)]
+        for s, fs in by_symbol.items()
+    }
+    total = sum(len(v) for v in expected.values())
+    demand = ManualDemand()
+    send, recv = trio.open_memory_channel[Tick](math.inf)
+    got: list[Tick] = []
+    async with serve_exchange(read_request, by_symbol, greeting=greeting) as server:
+        exchange = exchange_cls({**(config or {}), "url": server.url})
+        feed = ExchangeFeed(exchange, demand, FeedStates().get(exchange.name), Metrics())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(feed.run, send)
+            demand.set(exchange.name, symbols)
+            await server.wait_until(lambda: server.subscribed() == set(symbols))
+            while len(got) < total:
+                got.append(await recv.receive())
+            for symbol in symbols:
+                mine = [(t.symbol, t.price, t.exchange_time_ms) for t in got if t.symbol == symbol]
+                assert mine == expected[symbol], f"{symbol}: ticks {mine} != {expected[symbol]}"
+            assert all(t.received_ns > 0 for t in got), "ticks must carry received_ns"
+            if len(symbols) > 1:
+                demand.set(exchange.name, symbols[1:])
+                await server.wait_until(lambda: server.subscribed() == set(symbols[1:]))
+            demand.set(exchange.name, ())
+            await server.wait_until(lambda: not server.subscribed())
+            nursery.cancel_scope.cancel()
+        requested = {s for r in server.requests if r.op == "subscribe" for s in r.symbols}
+        assert requested == set(symbols), f"subscribed {requested}, demanded {symbols}"
+    return ConformanceReport(got, list(server.requests), list(server.received))
+
+
+def read_binance_request(message: str) -> Request | None:
+    """The server side of Binance's live (un)subscribe, for tests and benchmarks.
+
+    ``{"method": "SUBSCRIBE", "params": ["btcusdt@trade"], "id": 1}`` -> subscribe ``BTCUSDT``,
+    replying ``{"result": null, "id": 1}``.
+    """
+    msg = json.loads(message)
+    ops = {"SUBSCRIBE": "subscribe", "UNSUBSCRIBE": "unsubscribe"}
+    op = ops.get(msg.get("method"), str(msg.get("method")))
+    symbols = tuple(p.split("@")[0].upper() for p in msg.get("params", ()))
+    reply = json.dumps({"result": None, "id": msg.get("id")})
+    return Request(op, symbols, (reply,))
