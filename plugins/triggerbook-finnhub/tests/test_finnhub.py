@@ -1,0 +1,155 @@
+"""The Finnhub stock feed on recorded frames (``data/finnhub.jsonl``)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from importlib.metadata import entry_points
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from triggerbook_finnhub import Finnhub, triggerbook_exchanges
+
+from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.model import Tick
+
+FRAMES = (Path(__file__).parent / "data" / "finnhub.jsonl").read_text().splitlines()
+RECEIVED = 7
+
+
+def _tick(symbol: str, price: str, ms: int) -> Tick:
+    return Tick("finnhub", symbol, Decimal(price), ms, RECEIVED)
+
+
+# One entry per line of finnhub.jsonl: the ticks that line must give (None: it raises).
+EXPECTED: list[list[Tick] | None] = [
+    [_tick("BINANCE:BTCUSDT", "7296.89", 1575526691134)],
+    [],  # ping
+    [
+        _tick("TSLA", "122.1", 1672348887195),
+        _tick("AAPL", "129.58", 1672348887666),
+        _tick("AAPL", "129.575", 1672348887785),
+    ],
+    None,  # error
+]
+
+
+def test_every_recorded_line_has_an_expectation() -> None:
+    assert len(FRAMES) == len(EXPECTED)
+
+
+@pytest.mark.parametrize(("index", "frame"), list(enumerate(FRAMES)))
+def test_recorded_frames_give_exact_ticks(index: int, frame: str) -> None:
+    finnhub = Finnhub()
+    expected = EXPECTED[index]
+    if expected is None:
+        with pytest.raises(SubscriptionRejected) as info:
+            finnhub.parse(frame, RECEIVED)
+        assert info.value.reason == "Subscribing to too many symbols"
+        assert info.value.symbols == ()
+        return
+    ticks = finnhub.parse(frame, RECEIVED)
+    assert ticks == expected
+    # 129.575 stays 129.575 (a float would be 129.57499999999998863...)
+    assert [str(t.price) for t in ticks] == [str(t.price) for t in expected]
+
+
+def test_an_error_without_words_still_rejects() -> None:
+    with pytest.raises(SubscriptionRejected, match="error"):
+        Finnhub().parse('{"type": "error"}', 0)
+
+
+def _trade(**fields: object) -> str:
+    frame = json.loads(FRAMES[0])
+    item = frame["data"][0]
+    item.update(fields)
+    frame["data"][0] = {k: v for k, v in item.items() if v is not None}
+    return json.dumps(frame)
+
+
+@pytest.mark.parametrize(
+    ("frame", "kind"),
+    [
+        ("ping", "not-json"),
+        (b"\x80", "not-json"),
+        ('{"type": "trade", "data": [', "not-json"),
+        ("[]", "unknown-event"),
+        ("null", "unknown-event"),
+        ('{"type": "news"}', "unknown-event"),
+        ('{"type": {"a": 1}}', "unknown-event"),
+        ('{"data": []}', "unknown-event"),
+        ('{"type": "trade"}', "bad-shape"),
+        ('{"type": "trade", "data": "AAPL"}', "bad-shape"),
+        ('{"type": "trade", "data": [null]}', "bad-shape"),
+        (_trade(s=None), "bad-shape"),
+        (_trade(t="1575526691134"), "bad-shape"),
+        (_trade(t=-1), "bad-shape"),
+        (_trade(t=1.5), "bad-shape"),
+        (_trade(p=None), "bad-price"),
+        (_trade(p="abc"), "bad-price"),
+        (_trade(p=0), "bad-price"),
+        (_trade(p=-3.5), "bad-price"),
+        (_trade(p=True), "bad-price"),
+    ],
+)
+def test_garbage_raises_bad_frame_of_its_kind(frame: str | bytes, kind: str) -> None:
+    with pytest.raises(BadFrame) as info:
+        Finnhub().parse(frame, 0)
+    assert info.value.kind == kind
+
+
+def test_a_trade_without_time_has_exchange_time_zero() -> None:
+    assert Finnhub().parse(_trade(t=None), 1)[0].exchange_time_ms == 0
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("AAPL", "AAPL"),
+        (" aapl ", "AAPL"),
+        ("binance:btcusdt", "BINANCE:BTCUSDT"),
+        ("oanda:eur_usd", "OANDA:EUR_USD"),
+        ("brk.b", "BRK.B"),
+    ],
+)
+def test_symbols_are_as_given_upper_cased(given: str, canonical: str) -> None:
+    assert Finnhub().normalise_symbol(given) == canonical
+
+
+def test_one_frame_per_symbol() -> None:
+    finnhub = Finnhub()
+    assert [json.loads(f) for f in finnhub.subscribe_frames(["AAPL", "MSFT"])] == [
+        {"type": "subscribe", "symbol": "AAPL"},
+        {"type": "subscribe", "symbol": "MSFT"},
+    ]
+    assert [json.loads(f) for f in finnhub.unsubscribe_frames(["AAPL"])] == [
+        {"type": "unsubscribe", "symbol": "AAPL"}
+    ]
+
+
+def test_the_token_goes_into_the_connect_url() -> None:
+    finnhub = Finnhub({"enabled": True, "token": "s3cret&x=1"})
+    url = urlsplit(finnhub.connect_url())
+    assert (url.scheme, url.netloc) == ("wss", "ws.finnhub.io")
+    assert parse_qs(url.query) == {"token": ["s3cret&x=1"]}
+
+
+def test_a_configured_url_keeps_its_query_and_its_token_is_replaced() -> None:
+    finnhub = Finnhub({"url": "ws://127.0.0.1:8765/ws?a=1&token=old", "token": "new"})
+    url = urlsplit(finnhub.connect_url())
+    assert (url.netloc, url.path) == ("127.0.0.1:8765", "/ws")
+    assert parse_qs(url.query) == {"a": ["1"], "token": ["new"]}
+
+
+def test_enabled_without_token_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="TRIGGERBOOK_FEEDS_FINNHUB_TOKEN"):
+        Finnhub({"enabled": True, "token": ""})
+    Finnhub({"enabled": False})  # a disabled feed needs no token
+    Finnhub()
+
+
+def test_hook_and_entry_point() -> None:
+    assert list(triggerbook_exchanges()) == [Finnhub]
+    names = {ep.name: ep.value for ep in entry_points(group="triggerbook")}
+    assert names.get("finnhub") == "triggerbook_finnhub"

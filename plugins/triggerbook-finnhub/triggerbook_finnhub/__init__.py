@@ -1,0 +1,156 @@
+"""Finnhub real-time trades (``wss://ws.finnhub.io?token=...``): US stocks, forex and crypto.
+
+This is the example of a non-crypto feed: an operator adds it with ``pip install`` and a
+``[feeds.finnhub]`` table holding an API token (or ``TRIGGERBOOK_FEEDS_FINNHUB_TOKEN``); alerts then
+name ``exchange = "finnhub"`` and a Finnhub symbol such as ``AAPL``.
+
+The token goes into the connect URL, as Finnhub asks. One ``subscribe`` frame per symbol. Finnhub
+sends trades in batches, pings with ``{"type": "ping"}`` (a control frame) and reports errors as
+``{"type": "error", "msg": ...}``.
+
+A raw trade frame, as the Finnhub "Trades - Last Price Updates" documentation shows it::
+
+    {"data": [{"p": 7296.89, "s": "BINANCE:BTCUSDT", "t": 1575526691134, "v": 0.011467}],
+     "type": "trade"}
+
+becomes ``Tick("finnhub", "BINANCE:BTCUSDT", Decimal("7296.89"), 1575526691134, received_ns)``:
+the price is a JSON number, read as ``Decimal`` from its own digits, never through a float.
+
+Symbols are Finnhub's, as given and upper-cased: ``aapl`` -> ``AAPL``, ``binance:btcusdt`` ->
+``BINANCE:BTCUSDT``, ``oanda:eur_usd`` -> ``OANDA:EUR_USD``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import msgspec
+
+from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.feeds.exchange import Exchange
+from engine.hookspecs import hookimpl
+from engine.model import Tick
+
+__all__ = ["Finnhub", "triggerbook_exchanges"]
+
+_decode = msgspec.json.Decoder(float_hook=Decimal).decode
+_encode = msgspec.json.encode
+
+Message = dict[str, Any]
+
+
+class Finnhub(Exchange):
+    """Finnhub's trades WebSocket. No I/O: the shared feed runner drives it."""
+
+    name = "finnhub"
+    url = "wss://ws.finnhub.io"
+    options: ClassVar[Mapping[str, Any]] = {"token": ""}
+
+    # Finnhub's free plan streams up to 50 symbols per connection, one symbol per subscribe
+    # message; its API limit is 30 calls a second, of which this uses a third.
+    max_streams_per_connection = 50
+    max_messages_per_second = 10.0
+    symbols_per_message = 1
+    # Finnhub pings an idle connection (the interval is undocumented), so a frame arrives even
+    # while markets are closed; two minutes of silence is a dead connection.
+    stale_after_s = 120.0
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(config)
+        self.token: str = str(self.config["token"])
+        if self.config.get("enabled") and not self.token:
+            raise ConfigError(
+                "[feeds.finnhub] token is empty: set it in the configuration file or in "
+                "TRIGGERBOOK_FEEDS_FINNHUB_TOKEN (a free key from finnhub.io)"
+            )
+
+    def normalise_symbol(self, symbol: str) -> str:
+        """Finnhub's symbol as given, upper-cased (``aapl`` -> ``AAPL``)."""
+        return symbol.strip().upper()
+
+    def connect_url(self) -> str:
+        """The configured URL with ``token`` added to its query (Finnhub authenticates so)."""
+        parts = urlsplit(self.base_url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "token"]
+        query.append(("token", self.token))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        """One ``{"type": "subscribe", "symbol": ...}`` per symbol."""
+        return [_encode({"type": "subscribe", "symbol": s}).decode() for s in symbols]
+
+    def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
+        """One ``{"type": "unsubscribe", "symbol": ...}`` per symbol."""
+        return [_encode({"type": "unsubscribe", "symbol": s}).decode() for s in symbols]
+
+    def parse(self, frame: str | bytes, received_ns: int) -> list[Tick]:
+        """Ticks from a ``trade`` frame; ``[]`` for ``ping``.
+
+        Raises :class:`BadFrame` (``not-json``, ``unknown-event``, ``bad-shape``, ``bad-price``)
+        and :class:`SubscriptionRejected` for an ``error`` frame.
+        """
+        try:
+            msg = _decode(frame)
+        except msgspec.DecodeError:
+            raise BadFrame("not-json", frame) from None
+        if not isinstance(msg, dict):
+            raise BadFrame("unknown-event", frame)
+        key = msg.get("type")
+        handler = _HANDLERS.get(key) if isinstance(key, str) else None
+        if handler is None:
+            raise BadFrame("unknown-event", frame)
+        return handler(self, msg, frame, received_ns)
+
+    def _trades(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
+        data = msg.get("data")
+        if not isinstance(data, list):
+            raise BadFrame("bad-shape", frame)
+        ticks = []
+        for item in data:
+            if not isinstance(item, dict) or not isinstance(item.get("s"), str):
+                raise BadFrame("bad-shape", frame)
+            stamp = item.get("t", 0)
+            if isinstance(stamp, bool) or not isinstance(stamp, int) or stamp < 0:
+                raise BadFrame("bad-shape", frame)
+            ticks.append(
+                Tick(self.name, item["s"], _price(item.get("p"), frame), stamp, received_ns)
+            )
+        return ticks
+
+    def _control(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
+        return []
+
+    def _error(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
+        # {"type": "error", "msg": "Subscribing to too many symbols"}; Finnhub names no symbol.
+        raise SubscriptionRejected(str(msg.get("msg") or "error"))
+
+
+Handler = Callable[[Finnhub, Message, "str | bytes", int], list[Tick]]
+
+_HANDLERS: Mapping[str, Handler] = {
+    "trade": Finnhub._trades,
+    "ping": Finnhub._control,
+    "error": Finnhub._error,
+}
+
+
+def _price(value: object, frame: str | bytes) -> Decimal:
+    """The exact price of a JSON number (or decimal string); ``bad-price`` unless finite > 0."""
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise BadFrame("bad-price", frame)
+    try:
+        price = Decimal(value)
+    except InvalidOperation:
+        raise BadFrame("bad-price", frame) from None
+    if not price.is_finite() or price <= 0:
+        raise BadFrame("bad-price", frame)
+    return price
+
+
+@hookimpl
+def triggerbook_exchanges() -> Sequence[type[Exchange]]:
+    """The exchanges this plugin provides."""
+    return [Finnhub]
