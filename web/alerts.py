@@ -26,7 +26,7 @@ from web.spec import (
     problems,
     ref,
 )
-from web.state import State, json_response, page_links, read_json
+from web.state import State, json_response, page_links, plain, read_json
 
 DEFAULT_EXCHANGE = "binance"
 LEGACY_SYMBOL = "BTCUSDT"  # the historic clients tracked BTC only and sent no symbol
@@ -41,13 +41,13 @@ def alert_view(alert: Alert) -> dict[str, Any]:
         "id": alert.id,
         "symbol": alert.symbol,
         "exchange": alert.exchange,
-        "target_price": alert.target_price,
+        "target_price": plain(alert.target_price),
         "direction": alert.direction.value,
         "status": alert.status.value,
         "name": alert.name,
         "created_at": alert.created_at,
         "triggered_at": alert.triggered_at,
-        "triggered_price": alert.triggered_price,
+        "triggered_price": plain(alert.triggered_price),
         "deleted_at": alert.deleted_at,
     }
 
@@ -137,7 +137,7 @@ async def create_alert_legacy(state: State, user_id: int) -> Response:
     alert = await _create(state, user_id, clean)
     view = alert_view(alert)
     if field != "target_price":
-        view[field] = alert.target_price
+        view[field] = plain(alert.target_price)
     return json_response(state, view, 201)
 
 

@@ -80,6 +80,7 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
             provide_automatic_options=False,
         )
     app.extensions["triggerbook"] = state
+    app.extensions["triggerbook.routes"] = routes
     _install_error_handlers(app)
     metrics = ctx.metrics
 

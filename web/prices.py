@@ -13,7 +13,7 @@ from engine.model import Tick
 from web import validation as v
 from web.alerts import DEFAULT_EXCHANGE, exchange_name, symbol_name
 from web.spec import STR, Param, Route, ok, problems, ref
-from web.state import State, json_response
+from web.state import State, json_response, plain
 
 
 def price_view(tick: Tick, now_ns: int) -> dict[str, Any]:
@@ -25,7 +25,7 @@ def price_view(tick: Tick, now_ns: int) -> dict[str, Any]:
     return {
         "exchange": tick.exchange,
         "symbol": tick.symbol,
-        "price": tick.price,
+        "price": plain(tick.price),
         "exchange_time": exchange_time,
         "age_ms": age_ms,
     }

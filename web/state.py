@@ -4,6 +4,7 @@ the two request helpers every JSON route uses (read a body, write a response).""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
@@ -72,6 +73,11 @@ async def read_json(max_body: int) -> dict[str, Any]:
     if not body:
         raise MalformedRequest("the body is empty; send a JSON object")
     return parse_json_object(body)
+
+
+def plain(value: Decimal | None) -> str | None:
+    """A decimal as an exact string without exponent (``1E-18`` -> ``0.000000000000000001``)."""
+    return None if value is None else format(value, "f")
 
 
 def json_response(state: State, payload: Any, status: int = 200) -> Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Mapping
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 from engine.errors import MalformedRequest, ValidationFailed
@@ -31,6 +31,7 @@ PASSWORD_MIN = 8
 PASSWORD_MAX_BYTES = 72  # bcrypt ignores (and bcrypt>=5 refuses) anything longer
 NAME_MAX = 200
 PAGE_SIZE_DEFAULT = 10
+_EXACT = Context(prec=80)
 PAGE_SIZE_MAX = 100
 
 
@@ -126,7 +127,9 @@ def price(value: Any, field: str = "target_price") -> Decimal:
         raise ValidationFailed(f"{field} must be finite", field=field)
     if value <= 0:
         raise ValidationFailed(f"{field} must be greater than zero", field=field)
-    normal = value.normalize()
+    if len(value.as_tuple().digits) > _EXACT.prec:
+        raise ValidationFailed(f"{field} has more than {MAX_DIGITS} digits", field=field)
+    normal = value.normalize(_EXACT)  # the default context would round past 28 digits
     _sign, digits, exp = normal.as_tuple()
     exponent = int(exp)  # an int for every finite value
     fraction = max(0, -exponent)

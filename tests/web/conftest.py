@@ -1,0 +1,216 @@
+"""Fixtures of the web tests: the real server on port 0 over the real store, a real HTTP client.
+
+``api`` starts ``run_web`` in the test's nursery with a real ``LastPrices``, real channels (the
+book's command channel is read back by the tests) and the ``store`` fixture's database. Every
+response the client receives is checked against ``/openapi.json``: the route's documented
+status codes and the schema of the body (a tiny validator for the JSON Schema subset the
+document uses), so the document is kept true by every test, not only by test_openapi.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+import trio
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from engine.config import load_config
+from engine.feeds.registry import load_registry
+from engine.feeds.status import FeedStates
+from engine.metrics import Metrics
+from engine.model import BookCommand, Tick
+from web.app import create_app
+from web.auth import PasswordHasher
+from web.server import WebContext, run_web
+from web.state import WebSettings
+
+if TYPE_CHECKING:
+    from engine.book.actor import LastPrices
+
+SETTINGS = WebSettings(bcrypt_rounds=4, login_per_user=3, login_per_address=6, grace_s=1.0)
+PASSWORD = "correct horse battery"
+
+
+class SchemaError(AssertionError):
+    """A response that does not match the document."""
+
+
+def _resolve(schema: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        schema = doc["components"]["schemas"][name]
+    return schema
+
+
+_TYPES = {
+    "object": lambda x: isinstance(x, dict),
+    "array": lambda x: isinstance(x, list),
+    "string": lambda x: isinstance(x, str),
+    "integer": lambda x: isinstance(x, int) and not isinstance(x, bool),
+    "number": lambda x: isinstance(x, int | float) and not isinstance(x, bool),
+    "boolean": lambda x: isinstance(x, bool),
+    "null": lambda x: x is None,
+}
+
+
+def validate(value: Any, schema: dict[str, Any], doc: dict[str, Any], at: str = "$") -> None:
+    """Check ``value`` against the JSON Schema subset of ``web/spec.py``; raise SchemaError."""
+    schema = _resolve(schema, doc)
+    kinds = schema.get("type")
+    if kinds is not None:
+        kinds = [kinds] if isinstance(kinds, str) else kinds
+        if not any(_TYPES[k](value) for k in kinds):
+            raise SchemaError(f"{at}: {value!r} is not of type {kinds}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise SchemaError(f"{at}: {value!r} not in {schema['enum']}")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for name in schema.get("required", []):
+            if name not in value:
+                raise SchemaError(f"{at}: missing required {name!r}")
+        for name, item in value.items():
+            if name in props:
+                validate(item, props[name], doc, f"{at}.{name}")
+            elif schema.get("additionalProperties") is False:
+                raise SchemaError(f"{at}: undocumented property {name!r}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            validate(item, schema["items"], doc, f"{at}[{i}]")
+    if isinstance(value, str) and "pattern" in schema:
+        import re
+
+        if not re.search(schema["pattern"], value):
+            raise SchemaError(f"{at}: {value!r} does not match {schema['pattern']}")
+
+
+@dataclass
+class Api:
+    """A running server and what the tests need around it."""
+
+    client: httpx.AsyncClient
+    base: str
+    port: int
+    ctx: WebContext
+    commands: trio.MemoryReceiveChannel[BookCommand]
+    prices: LastPrices
+    doc: dict[str, Any] = field(default_factory=dict)
+    checked: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def drain(self) -> list[BookCommand]:
+        """Every command the web sent the book so far."""
+        out: list[BookCommand] = []
+        while True:
+            try:
+                out.append(self.commands.receive_nowait())
+            except trio.WouldBlock:
+                return out
+
+    async def user(self, username: str, *, staff: bool = False) -> dict[str, str]:
+        """Register (or, for staff, create through the store) and log in; auth headers."""
+        if staff:
+            hashed = await PasswordHasher(rounds=4).hash(PASSWORD)
+            await self.ctx.store.create_user(
+                username, f"{username}@example.com", hashed, is_staff=True
+            )
+        else:
+            r = await self.client.post(
+                "/api/auth/register",
+                json={
+                    "username": username,
+                    "password": PASSWORD,
+                    "email": f"{username}@example.com",
+                },
+            )
+            assert r.status_code == 201, r.text
+        r = await self.client.post(
+            "/api/auth/login", json={"username": username, "password": PASSWORD}
+        )
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access']}"}
+
+    def tick(self, symbol: str, price: str, exchange: str = "binance") -> None:
+        """Make the book's last price of ``symbol`` known (as the book actor would)."""
+        self.prices.update(Tick(exchange, symbol, Decimal(price), 1_700_000_000_000, 1))
+
+
+def _check_response(
+    app: Any, doc: dict[str, Any], seen: list[tuple[str, str, int]], response: httpx.Response
+) -> None:
+    request = response.request
+    status = response.status_code
+    body = (
+        json.loads(response.content)
+        if response.headers.get("content-type", "").endswith("json")
+        else None
+    )
+    adapter = app.url_map.bind("localhost")
+    try:
+        endpoint, _args = adapter.match(request.url.path, method=request.method)
+    except (NotFound, MethodNotAllowed):
+        assert response.headers["content-type"] == "application/problem+json"
+        validate(body, {"$ref": "#/components/schemas/Problem"}, doc)
+        return
+    method = endpoint.split(" ", 1)[0]
+    route = next(r for r in app.extensions["triggerbook.routes"] if r.endpoint == endpoint)
+    operation = doc["paths"][route.path][method.lower()]
+    documented = operation["responses"]
+    if str(status) not in documented:
+        raise SchemaError(f"{request.method} {route.path}: status {status} is not documented")
+    content = documented[str(status)].get("content", {})
+    media, spec = next(iter(content.items()))
+    assert response.headers["content-type"].split(";")[0] == media, (media, response.headers)
+    if media.endswith("json"):
+        validate(body, spec["schema"], doc)
+    seen.append((method, route.path, status))
+
+
+@pytest.fixture
+async def api(store: Any, nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Api]:
+    from engine.book.actor import LastPrices
+
+    registry = load_registry(entry_points=False)
+    (tmp_path / "config.toml").write_text("")
+    config = load_config(
+        tmp_path / "config.toml",
+        environ={
+            "TRIGGERBOOK_HTTP_PORT": "0",
+            "TRIGGERBOOK_DATABASE_DATA_DIR": str(tmp_path / "pg"),
+        },
+        plugin_sections=registry.sections(),
+    )
+    send, receive = trio.open_memory_channel[BookCommand](10_000)
+    prices = LastPrices()
+    ctx = WebContext(
+        config=config,
+        store=store,
+        commands=send,
+        prices=prices,
+        feeds=registry,
+        feed_states=FeedStates(),
+        metrics=Metrics(),
+        book=None,  # type: ignore[arg-type]  # the book actor is not part of these tests
+    )
+    with trio.fail_after(20):
+        port = await nursery.start(partial(run_web, ctx, settings=SETTINGS))
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as plain:
+        doc = (await plain.get("/openapi.json")).json()
+    api = Api(httpx.AsyncClient(), base, port, ctx, receive, prices, doc)
+    matcher = create_app(ctx, "unused", SETTINGS)  # the same routes, for matching URLs only
+
+    async def check(response: httpx.Response) -> None:
+        await response.aread()
+        _check_response(matcher, doc, api.checked, response)
+
+    hooks = {"response": [check]}
+    async with httpx.AsyncClient(base_url=base, timeout=10, event_hooks=hooks) as client:
+        api.client = client
+        yield api
