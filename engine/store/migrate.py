@@ -13,6 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
@@ -34,13 +35,16 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def load_migrations() -> list[Migration]:
-    """The migration files shipped in ``engine/store/migrations``, in version order.
+def load_migrations(directory: Traversable | None = None) -> list[Migration]:
+    """The migration files in ``directory`` (default: those shipped in
+    ``engine/store/migrations``), in version order.
 
     Raises :class:`MigrationError` for a misnamed file or a gap or duplicate in the numbering.
     """
+    if directory is None:
+        directory = resources.files("engine.store").joinpath("migrations")
     found: list[Migration] = []
-    for entry in resources.files("engine.store").joinpath("migrations").iterdir():
+    for entry in directory.iterdir():
         if not entry.name.endswith(".sql"):
             continue
         match = _NAME.match(entry.name)
