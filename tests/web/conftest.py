@@ -136,6 +136,10 @@ class Api:
         assert r.status_code == 200, r.text
         return {"Authorization": f"Bearer {r.json()['access']}"}
 
+    def secret(self) -> str:
+        """The generated signing secret (kept beside the data directory)."""
+        return (self.ctx.config.database.data_dir.parent / "auth_secret").read_text().strip()
+
     def tick(self, symbol: str, price: str, exchange: str = "binance") -> None:
         """Make the book's last price of ``symbol`` known (as the book actor would)."""
         self.prices.update(Tick(exchange, symbol, Decimal(price), 1_700_000_000_000, 1))
@@ -170,6 +174,11 @@ def _check_response(
     if media.endswith("json"):
         validate(body, spec["schema"], doc)
     seen.append((method, route.path, status))
+
+
+@pytest.fixture
+def password() -> str:
+    return PASSWORD
 
 
 @pytest.fixture
