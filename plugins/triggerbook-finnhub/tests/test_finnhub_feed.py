@@ -77,9 +77,7 @@ async def test_token_in_the_url_and_a_second_connection_past_fifty_symbols() -> 
                 for conn in server.connections:
                     assert parse_qs(urlsplit(conn.path).query) == {"token": ["test-token"]}
 
-                await server.send_for(
-                    "SYM07", json.loads(json.dumps(FRAMES[0])).replace("BINANCE:BTCUSDT", "SYM07")
-                )
+                await server.send_for("SYM07", FRAMES[0].replace("BINANCE:BTCUSDT", "SYM07"))
                 tick = await recv.receive()
                 assert (tick.symbol, tick.price) == ("SYM07", Decimal("7296.89"))
                 assert dict(metrics.frames_skipped.values) == {}
