@@ -153,3 +153,19 @@ def test_hook_and_entry_point() -> None:
     assert list(triggerbook_exchanges()) == [Finnhub]
     names = {ep.name: ep.value for ep in entry_points(group="triggerbook")}
     assert names.get("finnhub") == "triggerbook_finnhub"
+
+
+def test_an_operator_enables_it_with_a_token_from_the_environment(tmp_path: Path) -> None:
+    from engine.feeds.registry import load_registry
+
+    registry = load_registry()
+    assert registry.normalise("finnhub", "aapl") == "AAPL"
+    path = tmp_path / "config.toml"
+    path.write_text('[feeds.finnhub]\nenabled = true\nurl = "ws://127.0.0.1:9"\n')
+    config = registry.load_config(path, environ={"TRIGGERBOOK_FEEDS_FINNHUB_TOKEN": "abc"})
+    assert "finnhub" in config.enabled_feeds()
+    exchange = registry.exchange("finnhub", config.feeds["finnhub"])
+    assert exchange.connect_url() == "ws://127.0.0.1:9?token=abc"
+    without = registry.load_config(path, environ={})
+    with pytest.raises(ConfigError, match="token"):
+        registry.exchange("finnhub", without.feeds["finnhub"])
