@@ -30,14 +30,21 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_url() -> Iterator[str]:
+    # Not under pytest's basetemp: run as root, the server runs as another user and needs to
+    # traverse the parent folders, and every new pytest session resets /tmp/pytest-of-root to 0700.
+    import shutil
+    import tempfile
+
     from engine.store import embedded
 
-    server = embedded.start(tmp_path_factory.mktemp("pg") / "data")
+    parent = Path(tempfile.mkdtemp(prefix="triggerbook-pg-"))
+    server = embedded.start(parent / "data")
     try:
         yield server.uri
     finally:
         server.stop()
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture

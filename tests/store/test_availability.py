@@ -94,8 +94,8 @@ async def test_a_cancelled_query_leaves_the_connection_usable(store: Store) -> N
         assert await store.bridge.run(running) == 0
 
 
-async def test_a_server_that_goes_away_then_comes_back(tmp_path: Path, aio_loop: object) -> None:
-    data_dir = tmp_path / "pg"
+async def test_a_server_that_goes_away_then_comes_back(pg_dir: Path, aio_loop: object) -> None:
+    data_dir = pg_dir
     server = await trio.to_thread.run_sync(embedded.start, data_dir)
     try:
         with trio.fail_after(60):
@@ -108,4 +108,4 @@ async def test_a_server_that_goes_away_then_comes_back(tmp_path: Path, aio_loop:
                 await store.ping()  # the pool reconnects by itself
     finally:
         await trio.to_thread.run_sync(server.stop)
-    assert embedded.postgres_processes(data_dir.resolve()) == []
+    assert embedded.postgres_processes(data_dir) == []
