@@ -1,0 +1,605 @@
+"""The trigger book: every live trigger, sorted per symbol, matched against each tick.
+
+Per (exchange, symbol) the book keeps two sorted sides: ``above`` (a trigger fires on the first
+tick with ``price >= target``) and ``below`` (``price <= target``). A tick pops every crossed
+trigger from the near end of each side, so ``apply`` is O(log n + k) for k fires, and a tick that
+fires nothing costs two dict lookups and two Decimal comparisons against cached boundaries.
+
+Exactness. Targets are held as scaled integers: ``key = target * 10**18``. A target must be
+finite, > 0, below ``10**18`` and a multiple of ``10**-18`` (at most 18 fractional digits);
+anything else raises :class:`~engine.errors.PriceOutOfRange`. A tick of any precision is
+compared exactly: the above side fires every key ``<= floor(price * 10**18)`` and the below side
+every key ``>= ceil(price * 10**18)``, which is ``key <= price`` and ``key >= price`` without
+rounding. No float is ever involved.
+
+Memory. Per trigger the book keeps one Python int (about 48 bytes) that packs the key, the id
+and the number of its side, referenced from the sorted side and from the id index, and nothing
+else: about 130 bytes per trigger with the index, against about 290 for holding the ``Trigger``
+records (56 bytes) and their ``Decimal`` targets (104 bytes). The records are rebuilt when a
+trigger leaves the book or is read; a rebuilt target equals the original but is written in its
+shortest plain form (``Decimal("70000.10")`` comes back as ``Decimal("70000.1")``).
+
+The book does no I/O and never awaits: the book actor (``engine.book.actor``) owns it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperation, Rounded
+from decimal import localcontext as _localcontext
+from itertools import islice
+from operator import attrgetter
+from typing import NoReturn
+
+from sortedcontainers import SortedList
+
+from engine.errors import BookError, DuplicateTrigger, PriceOutOfRange
+from engine.model import Direction, Tick, Trigger
+
+__all__ = ["MAX_TARGET", "MIN_TARGET", "PRECISION", "TriggerBook"]
+
+PRECISION = 18
+"""Fractional digits the book holds exactly; a target finer than this is rejected."""
+
+SCALE = 10**PRECISION
+MIN_TARGET = Decimal(1).scaleb(-PRECISION)
+"""The smallest target the book holds (``1E-18``)."""
+MAX_TARGET = Decimal(SCALE)
+"""Targets must be below this (``10**18``)."""
+
+_MAX_KEY = SCALE * SCALE  # keys are in [1, _MAX_KEY)
+
+# Layout of an entry, most significant first: key | id + 2**63 (64 bits) | side number (24 bits).
+# Within one side the side bits are constant, so entries sort by (key, id): the fire order.
+_SIDE_BITS = 24
+_SIDE_MASK = (1 << _SIDE_BITS) - 1
+_ID_BITS = 64
+_ID_OFFSET = 1 << 63
+_ID_MASK = (1 << _ID_BITS) - 1
+_KEY_SHIFT = _ID_BITS + _SIDE_BITS
+_MAX_SIDES = 1 << _SIDE_BITS
+
+_ID = attrgetter("id")
+_POS_INF = Decimal("Infinity")
+_NEG_INF = Decimal("-Infinity")
+_TEN18 = Decimal(SCALE)
+_E18 = Decimal(1).scaleb(PRECISION)  # coefficient 1: multiplying by it only moves the exponent
+# Multiplying a valid target by 1E18 needs at most 36 digits; anything inexact traps.
+_EXACT = Context(prec=2 * PRECISION, traps=[InvalidOperation, Inexact, Rounded])
+# Dividing a key by 10**18 with enough precision yields the shortest exact plain form.
+_WIDE = Context(prec=4 * PRECISION, traps=[InvalidOperation, Inexact])
+
+# Decimal's exponent of the shortest plain form is recovered for free by division (see below).
+
+
+def _key_of(target: Decimal | int) -> int:
+    """The exact scaled key of ``target``.
+
+    Raises PriceOutOfRange when the target is not a Decimal, not finite, not > 0, not below
+    ``MAX_TARGET`` or finer than ``PRECISION`` fractional digits.
+    """
+    if not isinstance(target, Decimal) or not target.is_finite():
+        raise PriceOutOfRange(f"target {target!r} is not a finite decimal")
+    if target <= 0:
+        raise PriceOutOfRange(f"target {target} is not > 0")
+    if target >= MAX_TARGET:
+        raise PriceOutOfRange(f"target {target} is not below {MAX_TARGET}")
+    if target.adjusted() < -PRECISION:
+        raise PriceOutOfRange(f"target {target} is finer than {PRECISION} fractional digits")
+    numerator, denominator = target.as_integer_ratio()
+    factor, remainder = divmod(SCALE, denominator)
+    if remainder:
+        raise PriceOutOfRange(f"target {target} is finer than {PRECISION} fractional digits")
+    return numerator * factor
+
+
+def _decimal_of(key: int) -> Decimal:
+    """The target a key stands for, in its shortest plain form (``70000.1``, ``100``)."""
+    # Exact division keeps the ideal exponent 0 when it can and only uses the fractional digits
+    # the value needs, so no trailing zeros and no exponent notation for whole numbers.
+    return _WIDE.divide(Decimal(key), _TEN18)
+
+
+def _price_keys(price: Decimal) -> tuple[int, int]:
+    """``(floor(price * 10**18), ceil(price * 10**18))``, clamped to the keys' range.
+
+    Raises PriceOutOfRange for a price that is not finite.
+    """
+    if not price.is_finite():
+        raise PriceOutOfRange(f"tick price {price} is not finite")
+    if price <= 0:
+        return 0, 0  # below every key: no above fires, every below fires
+    if price >= MAX_TARGET:
+        return _MAX_KEY, _MAX_KEY  # above every key: every above fires, no below fires
+    if price.adjusted() < -PRECISION - 1:
+        return 0, 1  # between 0 and the smallest key
+    numerator, denominator = price.as_integer_ratio()
+    scaled = numerator * SCALE
+    return scaled // denominator, -(-scaled // denominator)
+
+
+class _Entries(SortedList):
+    """A SortedList of packed entries that can pop a whole end in one step.
+
+    ``SortedList`` deletes a slice one item at a time (a few microseconds each); firing k
+    triggers must cost O(log n + k), so these two methods cut the sublists directly and keep
+    every invariant of ``SortedList._check`` (sublists sorted, ``_maxes`` their last items,
+    all but the last at least half the load). They drop the positional index, which
+    SortedList rebuilds on its next positional call; the book makes none.
+    """
+
+    def pop_below(self, bound: int) -> list[int]:
+        """Remove and return every entry ``< bound``, ascending.
+
+        Runtime complexity: `O(log(n) + k)` for k entries popped.
+        """
+        lists, maxes = self._lists, self._maxes
+        if not lists or lists[0][0] >= bound:
+            return []
+        del self._index[:]
+        whole = bisect_left(maxes, bound)  # sublists [0, whole) are popped entirely
+        out: list[int] = []
+        for sublist in lists[:whole]:
+            out += sublist
+        del lists[:whole]
+        del maxes[:whole]
+        if lists:
+            first = lists[0]
+            cut = bisect_left(first, bound)
+            if cut:
+                out += first[:cut]
+                del first[:cut]
+            if len(lists) > 1 and len(first) < self._load >> 1:
+                lists[1][:0] = first
+                del lists[0]
+                del maxes[0]
+                self._expand(0)
+        self._len -= len(out)
+        return out
+
+    def pop_from(self, bound: int) -> list[int]:
+        """Remove and return every entry ``>= bound``, ascending.
+
+        Runtime complexity: `O(log(n) + k)` for k entries popped.
+        """
+        lists, maxes = self._lists, self._maxes
+        if not lists or maxes[-1] < bound:
+            return []
+        del self._index[:]
+        pos = bisect_left(maxes, bound)  # the first sublist holding an entry >= bound
+        sublist = lists[pos]
+        cut = bisect_left(sublist, bound)
+        out = sublist[cut:]
+        for later in lists[pos + 1 :]:
+            out += later
+        if cut:
+            del sublist[cut:]
+            maxes[pos] = sublist[-1]
+            pos += 1
+        del lists[pos:]
+        del maxes[pos:]
+        self._len -= len(out)
+        return out
+
+
+class _Side:
+    """One sorted side of one symbol; ``number`` is what its entries carry in their low bits."""
+
+    __slots__ = ("direction", "entries", "exchange", "number", "symbol")
+
+    def __init__(self, exchange: str, symbol: str, direction: Direction, number: int) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.direction = direction
+        self.number = number
+        self.entries = _Entries()
+
+    def trigger(self, entry: int) -> Trigger:
+        """The record an entry of this side stands for."""
+        return Trigger(
+            ((entry >> _SIDE_BITS) & _ID_MASK) - _ID_OFFSET,
+            self.exchange,
+            self.symbol,
+            self.direction,
+            _decimal_of(entry >> _KEY_SHIFT),
+        )
+
+
+class _Symbol:
+    """Both sides of one (exchange, symbol) and the boundaries a non-firing tick is checked by.
+
+    ``lowest_above`` is the smallest above target (``+Infinity`` when that side is empty) and
+    ``highest_below`` the largest below target (``-Infinity`` when empty): a price strictly
+    between them fires nothing.
+    """
+
+    __slots__ = ("above", "below", "highest_below", "lowest_above")
+
+    def __init__(self, above: _Side, below: _Side) -> None:
+        self.above = above
+        self.below = below
+        self.lowest_above = _POS_INF
+        self.highest_below = _NEG_INF
+
+    def refresh_above(self) -> None:
+        entries = self.above.entries
+        self.lowest_above = _decimal_of(entries[0] >> _KEY_SHIFT) if entries else _POS_INF
+
+    def refresh_below(self) -> None:
+        entries = self.below.entries
+        self.highest_below = _decimal_of(entries[-1] >> _KEY_SHIFT) if entries else _NEG_INF
+
+    def __len__(self) -> int:
+        return len(self.above.entries) + len(self.below.entries)
+
+
+class _Staged:
+    """Entries of one symbol waiting for ``bulk_load`` to validate the whole input."""
+
+    __slots__ = ("above", "below", "exchange", "number", "symbol")
+
+    def __init__(self, exchange: str, symbol: str, number: int) -> None:
+        self.exchange = exchange
+        self.symbol = symbol
+        self.number = number
+        self.above: list[int] = []
+        self.below: list[int] = []
+
+
+class TriggerBook:
+    """Every live trigger, per (exchange, symbol), matched exactly against ticks.
+
+    A trigger is one-shot: ``apply`` returns it once and removes it. Fires come out above-side
+    first, then below-side, each by (target, id) ascending. Every method leaves the book
+    unchanged when it raises.
+    """
+
+    def __init__(self) -> None:
+        # exchange -> symbol -> _Symbol; symbols with no trigger are removed, so a tick for a
+        # symbol nobody watches stops at a dict miss.
+        self._books: dict[str, dict[str, _Symbol]] = {}
+        self._ids: dict[int, int] = {}  # trigger id -> its entry (the same int object)
+        self._sides: list[_Side | None] = []  # indexed by side number
+        self._free: list[int] = []  # numbers of removed symbols' above sides, for reuse
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, trigger_id: object) -> bool:
+        return trigger_id in self._ids
+
+    def get(self, trigger_id: int) -> Trigger | None:
+        """The live trigger with this id, or None.
+
+        Runtime complexity: `O(1)`
+        """
+        entry = self._ids.get(trigger_id)
+        if entry is None:
+            return None
+        return self._side_of(entry).trigger(entry)
+
+    def counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """``(above, below)`` trigger counts per (exchange, symbol) with at least one trigger.
+
+        Runtime complexity: `O(s)` for s symbols.
+        """
+        return {
+            (exchange, symbol): (len(state.above.entries), len(state.below.entries))
+            for exchange, symbols in self._books.items()
+            for symbol, state in symbols.items()
+        }
+
+    def symbols(self, exchange: str) -> set[str]:
+        """The symbols of ``exchange`` with at least one live trigger.
+
+        Runtime complexity: `O(s)` for s symbols of the exchange.
+        """
+        return set(self._books.get(exchange, ()))
+
+    def has_symbol(self, exchange: str, symbol: str) -> bool:
+        """Whether ``symbol`` on ``exchange`` has at least one live trigger.
+
+        Runtime complexity: `O(1)`
+        """
+        return symbol in self._books.get(exchange, ())
+
+    def snapshot(self) -> list[Trigger]:
+        """Every live trigger, sorted by id.
+
+        Runtime complexity: `O(n log(n))`
+        """
+        ids = self._ids
+        return [self._side_of(ids[i]).trigger(ids[i]) for i in sorted(ids)]
+
+    # --- changing ------------------------------------------------------------------------------
+
+    def add(self, trigger: Trigger) -> None:
+        """Put ``trigger`` into the book.
+
+        Raises DuplicateTrigger when its id is already in the book, PriceOutOfRange when its
+        target cannot be held exactly (see the module docstring), and BookError for an id
+        outside the signed 64-bit range or a direction that is not a Direction.
+
+        Runtime complexity: `O(log(n))`
+        """
+        if trigger.id in self._ids:
+            raise DuplicateTrigger(f"trigger {trigger.id} is already in the book")
+        key = _key_of(trigger.target)
+        _check_id(trigger.id)
+        above = _is_above(trigger.direction)
+        state = self._symbol(trigger.exchange, trigger.symbol)
+        side = state.above if above else state.below
+        entry = (key << _KEY_SHIFT) | ((trigger.id + _ID_OFFSET) << _SIDE_BITS) | side.number
+        side.entries.add(entry)
+        self._ids[trigger.id] = entry
+        if above:
+            if trigger.target < state.lowest_above:
+                state.refresh_above()
+        elif trigger.target > state.highest_below:
+            state.refresh_below()
+
+    def remove(self, trigger_id: int) -> Trigger | None:
+        """Take the trigger with this id out of the book; None when it is not (or no longer) in.
+
+        Runtime complexity: `O(log(n))`
+        """
+        entry = self._ids.pop(trigger_id, None)
+        if entry is None:
+            return None
+        side = self._side_of(entry)
+        entries = side.entries
+        first, last = entries[0], entries[-1]
+        entries.remove(entry)
+        state = self._books[side.exchange][side.symbol]
+        if side is state.above:
+            if entry == first:
+                state.refresh_above()
+        elif entry == last:
+            state.refresh_below()
+        if not len(state):
+            self._drop(state)
+        return side.trigger(entry)
+
+    def apply(self, tick: Tick) -> list[Trigger]:
+        """Fire every trigger of the tick's symbol that its price reaches, and remove them.
+
+        A price equal to a target fires it; so does a price beyond it (a jump between ticks).
+        The result lists above-side fires, then below-side fires, each by (target, id).
+
+        Raises PriceOutOfRange when the tick's price is not finite (the book is unchanged).
+
+        Runtime complexity: `O(1)` when nothing fires, `O(log(n) + k)` for k fires.
+        """
+        symbols = self._books.get(tick.exchange)
+        if symbols is None:
+            return []
+        state = symbols.get(tick.symbol)
+        if state is None:
+            return []
+        price = tick.price
+        try:
+            if state.lowest_above > price > state.highest_below:
+                return []
+        except InvalidOperation:  # a NaN price with the default (trapping) context
+            raise PriceOutOfRange(f"tick price {price} is not finite") from None
+        return self._fire(state, price)
+
+    def bulk_load(self, triggers: Iterable[Trigger]) -> None:
+        """Add many triggers at once: the restart path, sorting each side once.
+
+        All or nothing: raises DuplicateTrigger (an id already in the book or twice in the
+        input), PriceOutOfRange or BookError like :meth:`add`, and then leaves the book as it
+        was. ``triggers`` may be any iterable (a list, or a generator streaming rows).
+
+        Runtime complexity: `O(n log(n))` for n triggers.
+        """
+        staged: dict[tuple[str, str], _Staged] = {}
+        new_ids: dict[int, int] = {}
+        numbers = self._numbers()
+        source = iter(triggers)
+        # The exact context is entered per chunk so that the caller's generator (which may do
+        # its own Decimal arithmetic) never runs under it.
+        while chunk := list(islice(source, 4096)):
+            with _localcontext(_EXACT):
+                self._stage_chunk(chunk, staged, new_ids, numbers)
+        if new_ids:
+            _check_id(min(new_ids))
+            _check_id(max(new_ids))
+        for group in staged.values():
+            state = self._symbol(group.exchange, group.symbol, group.number)
+            assert state.above.number == group.number
+            if group.above:
+                state.above.entries = _Entries([*state.above.entries, *group.above])
+                state.refresh_above()
+            if group.below:
+                state.below.entries = _Entries([*state.below.entries, *group.below])
+                state.refresh_below()
+        self._ids.update(new_ids)
+
+    def _stage_chunk(
+        self,
+        chunk: list[Trigger],
+        staged: dict[tuple[str, str], _Staged],
+        new_ids: dict[int, int],
+        numbers: Iterator[int],
+    ) -> None:
+        """Validate and stage one chunk of ``bulk_load`` (under the exact context)."""
+        known = self._ids
+        count = len(new_ids)
+        shift, id_shift, offset, e18, max_key = _KEY_SHIFT, _SIDE_BITS, _ID_OFFSET, _E18, _MAX_KEY
+        above, below = Direction.ABOVE, Direction.BELOW
+        for trigger in chunk:
+            tid = trigger.id
+            target = trigger.target
+            try:
+                scaled = target * e18  # exact, or a trap: too many digits, NaN
+                key = int(scaled)  # OverflowError for Infinity
+                if key != scaled or not 0 < key < max_key:
+                    key = _key_of(target)  # raises the precise error
+            except (DecimalException, OverflowError, TypeError):
+                key = _key_of(target)
+            group = staged.get((trigger.exchange, trigger.symbol))
+            if group is None:
+                group = staged[trigger.exchange, trigger.symbol] = self._stage(
+                    trigger.exchange, trigger.symbol, numbers
+                )
+            direction = trigger.direction
+            if direction is above or direction == above:
+                bucket, number = group.above, group.number
+            elif direction == below:
+                bucket, number = group.below, group.number + 1
+            else:
+                raise BookError(f"direction {direction!r} is neither above nor below")
+            entry = (key << shift) | ((tid + offset) << id_shift) | number
+            new_ids[tid] = entry
+            bucket.append(entry)
+            count += 1
+        if len(new_ids) != count or (known and not known.keys().isdisjoint(map(_ID, chunk))):
+            _raise_duplicate(chunk, islice(new_ids, count - len(chunk)), known)
+
+    # --- invariants ----------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        """Verify every invariant; raises AssertionError on the first broken one.
+
+        Runtime complexity: `O(n)`
+        """
+        seen = 0
+        live_numbers: set[int] = set()
+        for exchange, symbols in self._books.items():
+            assert symbols, f"empty exchange map {exchange}"
+            for symbol, state in symbols.items():
+                assert len(state), f"empty symbol {exchange}/{symbol}"
+                for side, direction in ((state.above, "above"), (state.below, "below")):
+                    assert side.exchange == exchange and side.symbol == symbol
+                    assert side.direction == direction
+                    assert self._sides[side.number] is side
+                    live_numbers.add(side.number)
+                    side.entries._check()
+                    for entry in side.entries:
+                        assert entry & _SIDE_MASK == side.number
+                        assert 0 < entry >> _KEY_SHIFT < _MAX_KEY
+                        tid = ((entry >> _SIDE_BITS) & _ID_MASK) - _ID_OFFSET
+                        assert self._ids.get(tid) is entry, f"id {tid} not indexed to its entry"
+                    seen += len(side.entries)
+                assert state.above.number + 1 == state.below.number
+                above, below = state.above.entries, state.below.entries
+                expected = _decimal_of(above[0] >> _KEY_SHIFT) if above else _POS_INF
+                assert state.lowest_above == expected, "stale lowest_above"
+                expected = _decimal_of(below[-1] >> _KEY_SHIFT) if below else _NEG_INF
+                assert state.highest_below == expected, "stale highest_below"
+        assert seen == len(self._ids), "an indexed id is in no side"
+        dead = {n for n, side in enumerate(self._sides) if side is None}
+        assert live_numbers | dead == set(range(len(self._sides)))
+        assert not live_numbers & dead
+        assert {n for n in self._free} | {n + 1 for n in self._free} <= dead
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _side_of(self, entry: int) -> _Side:
+        side = self._sides[entry & _SIDE_MASK]
+        assert side is not None
+        return side
+
+    def _numbers(self) -> Iterator[int]:
+        """The side numbers new symbols get, in order: recycled ones first, then fresh ones."""
+        yield from reversed(self._free)
+        number = len(self._sides)
+        while number + 2 <= _MAX_SIDES:
+            yield number
+            number += 2
+
+    def _stage(self, exchange: str, symbol: str, numbers: Iterator[int]) -> _Staged:
+        """A staging area for bulk-loaded entries of (exchange, symbol), numbered as it will be."""
+        state = self._books.get(exchange, {}).get(symbol)
+        number = state.above.number if state is not None else next(numbers, None)
+        if number is None:
+            raise BookError(f"the book holds at most {_MAX_SIDES // 2} symbols")
+        return _Staged(exchange, symbol, number)
+
+    def _symbol(self, exchange: str, symbol: str, number: int | None = None) -> _Symbol:
+        """The state of (exchange, symbol); created with side numbers ``number``, ``number + 1``
+        (the next free ones by default) if new.
+
+        Raises BookError when no side number is left.
+        """
+        symbols = self._books.get(exchange)
+        state = symbols.get(symbol) if symbols is not None else None
+        if state is not None:
+            return state
+        if number is None:
+            number = next(self._numbers(), None)
+            if number is None:
+                raise BookError(f"the book holds at most {_MAX_SIDES // 2} symbols")
+        if symbols is None:
+            symbols = self._books[exchange] = {}
+        if number in self._free:
+            self._free.remove(number)
+        if len(self._sides) < number + 2:
+            self._sides += [None] * (number + 2 - len(self._sides))
+        above = _Side(exchange, symbol, Direction.ABOVE, number)
+        below = _Side(exchange, symbol, Direction.BELOW, number + 1)
+        self._sides[number], self._sides[number + 1] = above, below
+        state = symbols[symbol] = _Symbol(above, below)
+        return state
+
+    def _drop(self, state: _Symbol) -> None:
+        """Forget a symbol that has no trigger left and recycle its side numbers."""
+        exchange, symbol = state.above.exchange, state.above.symbol
+        symbols = self._books[exchange]
+        del symbols[symbol]
+        if not symbols:
+            del self._books[exchange]
+        self._sides[state.above.number] = self._sides[state.below.number] = None
+        self._free.append(state.above.number)
+
+    def _fire(self, state: _Symbol, price: Decimal) -> list[Trigger]:
+        floor_key, ceil_key = _price_keys(price)
+        fired: list[Trigger] = []
+        above, below = state.above, state.below
+        if price >= state.lowest_above:
+            popped = above.entries.pop_below((floor_key + 1) << _KEY_SHIFT)
+            fired += map(above.trigger, popped)
+            state.refresh_above()
+        else:
+            popped = []
+        if price <= state.highest_below:
+            popped_below = below.entries.pop_from(ceil_key << _KEY_SHIFT)
+            fired += map(below.trigger, popped_below)
+            popped += popped_below
+            state.refresh_below()
+        ids = self._ids
+        for entry in popped:
+            del ids[((entry >> _SIDE_BITS) & _ID_MASK) - _ID_OFFSET]
+        if not len(state):
+            self._drop(state)
+        return fired
+
+
+def _is_above(direction: Direction) -> bool:
+    if direction == Direction.ABOVE:
+        return True
+    if direction == Direction.BELOW:
+        return False
+    raise BookError(f"direction {direction!r} is neither above nor below")
+
+
+def _raise_duplicate(
+    chunk: list[Trigger], before: Iterable[int], known: dict[int, int]
+) -> NoReturn:
+    """Raise DuplicateTrigger naming the first id of ``chunk`` that is in the book or repeated
+    in the input (``before`` holds the ids staged by earlier chunks)."""
+    seen = set(before)
+    for trigger in chunk:
+        if trigger.id in known or trigger.id in seen:
+            break
+        seen.add(trigger.id)
+    raise DuplicateTrigger(f"trigger {trigger.id} is already in the book or twice in the input")
+
+
+def _check_id(trigger_id: int) -> None:
+    if not -_ID_OFFSET <= trigger_id < _ID_OFFSET:
+        raise BookError(f"trigger id {trigger_id} is outside the signed 64-bit range")
