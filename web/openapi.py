@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from web.spec import COMPONENTS, Route, ref
+from web.spec import COMPONENTS, Route, problems, ref
 
 PATH_PARAM = re.compile(r"\{(\w+)\}")
 
@@ -20,6 +20,8 @@ def _path_param(name: str) -> dict[str, Any]:
 
 
 def _operation(route: Route) -> dict[str, Any]:
+    # Any route can fail inside (500) or lose its database (503); both are problem+json.
+    responses = {**problems(500, 503), **route.responses}
     op: dict[str, Any] = {
         "operationId": route.endpoint.replace(" ", "_").replace("/", "_").strip("_"),
         "summary": route.summary,
@@ -29,7 +31,7 @@ def _operation(route: Route) -> dict[str, Any]:
                 "description": description,
                 **({"content": {media: {"schema": schema}}} if schema is not None else {}),
             }
-            for status, (description, schema, media) in sorted(route.responses.items())
+            for status, (description, schema, media) in sorted(responses.items())
         },
     }
     if route.alias_of:

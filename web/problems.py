@@ -111,6 +111,8 @@ def from_error(error: ApiError | Conflict | StoreUnavailable) -> Response:
     headers: dict[str, str] = {}
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, PayloadTooLarge):  # the rest of the body is never read: end the connection
+        headers["Connection"] = "close"
     if isinstance(error, ValidationFailed):
         return problem(kind, error.detail, field=error.field, headers=headers)
     return problem(kind, str(error), headers=headers)
@@ -121,6 +123,8 @@ def from_http(error: HTTPException) -> Response:
     code = error.code or 500
     kind = HTTP_PROBLEMS.get(code, ProblemKind(code, f"http-{code}", error.name))
     headers: dict[str, str] = {}
+    if code == 413:
+        headers["Connection"] = "close"
     for name, value in error.get_headers():
         if name.lower() == "allow":
             headers["Allow"] = value

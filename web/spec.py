@@ -212,6 +212,7 @@ def problems(*statuses: int) -> dict[int, tuple[str, Schema | None, str]]:
         415: "body is not application/json",
         422: "a field is invalid; `field` names it",
         429: "too many failed attempts; see Retry-After",
-        503: "not ready; `checks` says why",
+        500: "the server failed; the cause is logged, never shown",
+        503: "the database is unavailable, or (readyz) not ready: `checks` says why",
     }
     return {s: (text[s], ref("Problem"), PROBLEM) for s in statuses}

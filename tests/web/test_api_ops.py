@@ -1,0 +1,168 @@
+"""Prices, health, readiness, metrics, routing errors and the OpenAPI document, over HTTP."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import trio
+
+from engine.errors import ApiError
+from web import problems
+from web.app import all_routes
+
+
+async def test_prices(api: Any) -> None:
+    with trio.fail_after(20):
+        h = await api.user("alice")
+        r = await api.client.get("/api/prices", headers=h)
+        assert r.status_code == 200 and r.json() == {"results": []}
+        api.tick("BTCUSDT", "43000.000000000000000001")
+        api.tick("ETHUSDT", "2999.5", exchange="replay")
+        r = await api.client.get("/api/prices", headers=h)
+        results = r.json()["results"]
+        assert [(p["exchange"], p["symbol"]) for p in results] == [
+            ("binance", "BTCUSDT"),
+            ("replay", "ETHUSDT"),
+        ]
+        btc = results[0]
+        assert btc["price"] == "43000.000000000000000001"
+        assert btc["exchange_time"] == "2023-11-14T22:13:20Z" and btc["age_ms"] >= 0
+        r = await api.client.get("/api/prices/btcusdt", headers=h)
+        assert r.status_code == 200 and r.json()["symbol"] == "BTCUSDT"
+        r = await api.client.get("/api/prices/ethusdt?exchange=replay", headers=h)
+        assert r.status_code == 200 and r.json()["price"] == "2999.5"
+        r = await api.client.get("/api/prices/ETHUSDT", headers=h)
+        assert r.status_code == 404
+        r = await api.client.get("/api/prices/BTCUSDT?exchange=nyse", headers=h)
+        assert r.status_code == 422 and r.json()["field"] == "exchange"
+        r = await api.client.get("/api/prices/BTC%20USDT", headers=h)
+        assert r.status_code == 422 and r.json()["field"] == "symbol"
+        r = await api.client.get("/api/prices?x=1", headers=h)
+        assert r.status_code == 422
+        assert (await api.client.get("/api/prices")).status_code == 401
+
+
+async def test_health_and_readiness(api: Any) -> None:
+    with trio.fail_after(20):
+        r = await api.client.get("/healthz")
+        assert r.status_code == 200 and r.json() == {"status": "ok"}
+        enabled = api.ctx.config.enabled_feeds()
+        assert enabled  # binance is on by default
+        r = await api.client.get("/readyz")
+        assert r.status_code == 503
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["checks"]["database"]["ok"] is True
+        assert "not started" in r.json()["detail"]
+        for name in enabled:
+            state = api.ctx.feed_states.get(name)
+            state.wanted = frozenset({"BTCUSDT"})
+            state.mark_disconnected("connection refused")
+        r = await api.client.get("/readyz")
+        assert r.status_code == 503 and "connection refused" in r.json()["detail"]
+        for name in enabled:
+            api.ctx.feed_states.get(name).mark_connected()
+        r = await api.client.get("/readyz")
+        assert r.status_code == 200 and r.json()["status"] == "ready"
+        assert r.json()["checks"]["feeds"][enabled[0]]["connected"] is True
+
+
+async def test_readiness_reports_an_unreachable_database(api: Any, monkeypatch: Any) -> None:
+    from engine.errors import StoreUnavailable
+
+    async def down() -> None:
+        raise StoreUnavailable("connection refused")
+
+    async def hangs() -> None:
+        await trio.sleep_forever()
+
+    with trio.fail_after(20):
+        for name in api.ctx.config.enabled_feeds():
+            api.ctx.feed_states.get(name)
+        monkeypatch.setattr(api.ctx.store, "ping", down)
+        r = await api.client.get("/readyz")
+        assert r.status_code == 503 and "database unreachable" in r.json()["detail"]
+        monkeypatch.setattr("web.ops.READY_TIMEOUT_S", 0.2)
+        monkeypatch.setattr(api.ctx.store, "ping", hangs)
+        r = await api.client.get("/readyz")
+        assert r.status_code == 503 and "no answer" in r.json()["detail"]
+
+
+async def test_metrics(api: Any) -> None:
+    with trio.fail_after(20):
+        await api.client.get("/healthz")
+        await api.client.get("/nope")
+        r = await api.client.get("/metrics")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        text = r.text
+        for name in (
+            "triggerbook_ticks_total",
+            "triggerbook_tick_to_fire_seconds_bucket",
+            "triggerbook_book_triggers",
+        ):
+            assert f"# TYPE {name.removesuffix('_bucket')}" in text
+        assert 'triggerbook_http_requests_total{method="GET",status="200"}' in text
+        assert 'triggerbook_http_requests_total{method="GET",status="404"}' in text
+
+
+async def test_routing_errors_are_problems(api: Any) -> None:
+    with trio.fail_after(20):
+        r = await api.client.get("/no/such/route")
+        assert r.status_code == 404 and r.json()["type"].endswith(":not-found")
+        r = await api.client.put("/api/alerts")
+        assert r.status_code == 405 and "POST" in r.headers["allow"]
+        r = await api.client.request("BREW", "/api/alerts")
+        assert r.status_code == 405
+
+
+async def test_a_server_error_is_logged_never_shown(
+    api: Any, monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(owner_id: int, alert_id: int) -> None:
+        raise RuntimeError("secret internals")
+
+    with trio.fail_after(20):
+        h = await api.user("alice")
+        monkeypatch.setattr(api.ctx.store, "get_alert", broken)
+        api.checked.clear()
+        with caplog.at_level(logging.ERROR, logger="web.app"):
+            r = await api.client.get("/api/alerts/1", headers=h)
+        assert r.status_code == 500
+        assert r.json()["type"].endswith(":internal")
+        assert "secret" not in r.text and "Traceback" not in r.text
+        assert any("secret internals" in (rec.exc_text or "") for rec in caplog.records)
+
+
+def test_every_api_error_has_a_row() -> None:
+    def subclasses(cls: type) -> list[type]:
+        return [cls, *(s for c in cls.__subclasses__() for s in subclasses(c))]
+
+    for cls in subclasses(ApiError)[1:]:
+        assert problems.kind_of(cls.__new__(cls)) is not None, cls
+
+
+async def test_openapi_describes_every_served_route(api: Any) -> None:
+    with trio.fail_after(20):
+        doc = (await api.client.get("/openapi.json")).json()
+        assert doc["openapi"].startswith("3.1")
+        from web.app import create_app
+
+        app = create_app(api.ctx, "x")
+        served = {
+            (method, rule.rule)
+            for rule in app.url_map.iter_rules()
+            for method in rule.methods or ()
+            if method != "HEAD"
+        }
+        by_rule = {(r.method, r.rule): r for r in all_routes()}
+        assert served == set(by_rule)  # nothing served that the description lacks, and back
+        for method, rule in served:
+            path = by_rule[(method, rule)].path
+            operation = doc["paths"][path][method.lower()]
+            assert operation["responses"], (method, path)
+            for response in operation["responses"].values():
+                for content in response.get("content", {}).values():
+                    ref = content["schema"].get("$ref")
+                    if ref:
+                        assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"]
