@@ -53,8 +53,8 @@ async def run_fire_recorder(
     channels = list(channels)
     batch: list[Fire] = []
     task_status.started()
-    try:
-        async with fires:
+    async with fires:  # closed only after the final drain below
+        try:
             while True:
                 if not batch:
                     try:
@@ -64,19 +64,25 @@ async def run_fire_recorder(
                 _drain(fires, batch, max_batch)
                 await _commit(store, batch, channels, metrics)
                 batch.clear()
-    finally:
-        _drain(fires, batch, limit=None)
-        if batch:
-            with trio.move_on_after(grace_s, shield=True) as scope:
-                await _commit(store, batch, channels, metrics)
-                batch.clear()
-            if scope.cancelled_caught:
-                log.error(
-                    "shutdown: %d fires not recorded within %.1f s; their alerts stay "
-                    "'created' and return to the book at the next start",
-                    len(batch),
-                    grace_s,
-                )
+        finally:
+            _drain(fires, batch, limit=None)
+            if batch:
+                await _flush(store, batch, channels, metrics, grace_s)
+
+
+async def _flush(
+    store: Store, batch: list[Fire], channels: list[str], metrics: Metrics, grace_s: float
+) -> None:
+    """The final commit at shutdown: shielded, bounded by ``grace_s``."""
+    with trio.move_on_after(grace_s, shield=True) as scope:
+        await _commit(store, batch, channels, metrics)
+    if scope.cancelled_caught:
+        log.error(
+            "shutdown: %d fires not recorded within %.1f s; their alerts stay "
+            "'created' and return to the book at the next start",
+            len(batch),
+            grace_s,
+        )
 
 
 def _drain(fires: trio.MemoryReceiveChannel[Fire], batch: list[Fire], limit: int | None) -> None:
