@@ -79,6 +79,8 @@ def _key_of(target: Decimal | int) -> int:
     Raises PriceOutOfRange when the target is not a Decimal, not finite, not > 0, not below
     ``MAX_TARGET`` or finer than ``PRECISION`` fractional digits.
     """
+    if isinstance(target, int):
+        target = Decimal(target)
     if not isinstance(target, Decimal) or not target.is_finite():
         raise PriceOutOfRange(f"target {target!r} is not a finite decimal")
     if target <= 0:
@@ -439,7 +441,7 @@ class TriggerBook:
                 key = int(scaled)  # OverflowError for Infinity
                 if key != scaled or not 0 < key < max_key:
                     key = _key_of(target)  # raises the precise error
-            except (DecimalException, OverflowError, TypeError):
+            except (DecimalException, OverflowError, TypeError, ValueError):
                 key = _key_of(target)
             group = staged.get((trigger.exchange, trigger.symbol))
             if group is None:

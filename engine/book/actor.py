@@ -1,0 +1,190 @@
+"""The book actor: the one task that owns the trigger book.
+
+    feeds --ticks--> run_book --fires--> fire recorder
+    web --commands--^    |  \\
+                         |   +-- LastPrices (read by the web for direction inference, /api/prices)
+                         +------ Demand (read by the feeds: which symbols to subscribe)
+
+Two loops share the book in one nursery: ticks and commands. Each handles one message without
+awaiting between reading and changing the book, so the book is never seen half-changed. The
+per-tick path does no logging and allocates nothing but the ``Fire`` it sends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+
+import trio
+
+from engine.book.book import TriggerBook
+from engine.errors import BookError, PriceOutOfRange
+from engine.metrics import Metrics
+from engine.model import AddTrigger, BookCommand, Fire, Tick
+
+__all__ = ["Demand", "LastPrices", "run_book"]
+
+log = logging.getLogger(__name__)
+
+
+class LastPrices:
+    """The last tick seen per (exchange, symbol); written by the book actor only."""
+
+    def __init__(self) -> None:
+        self._ticks: dict[tuple[str, str], Tick] = {}
+
+    def update(self, tick: Tick) -> None:
+        """Remember ``tick`` as the latest of its symbol (a dict store: cheap on every tick)."""
+        self._ticks[tick.exchange, tick.symbol] = tick
+
+    def get(self, exchange: str, symbol: str) -> Tick | None:
+        """The last tick of ``symbol`` on ``exchange``, or None if none was seen."""
+        return self._ticks.get((exchange, symbol))
+
+    def items(self) -> list[Tick]:
+        """Every last tick, sorted by (exchange, symbol)."""
+        return [self._ticks[key] for key in sorted(self._ticks)]
+
+
+class Demand:
+    """The symbols with live triggers, per exchange: what each feed must subscribe to.
+
+    Each exchange's set carries a version that grows on every change, so a feed can wait for
+    the next change after the set it last acted on without missing one in between.
+    """
+
+    def __init__(self) -> None:
+        self._symbols: dict[str, frozenset[str]] = {}
+        self._versions: defaultdict[str, int] = defaultdict(int)
+        self._changed = trio.Event()  # set and replaced on every change
+
+    def symbols(self, exchange: str) -> frozenset[str]:
+        """The live symbols of ``exchange`` (empty when it has none)."""
+        return self._symbols.get(exchange, frozenset())
+
+    def version(self, exchange: str) -> int:
+        """How many times the set of ``exchange`` has changed."""
+        return self._versions[exchange]
+
+    def set(self, exchange: str, symbols: frozenset[str]) -> None:
+        """Replace the set of ``exchange``; wakes the waiters if it differs."""
+        if symbols == self.symbols(exchange):
+            return
+        if symbols:
+            self._symbols[exchange] = symbols
+        else:
+            self._symbols.pop(exchange, None)
+        self._versions[exchange] += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def add(self, exchange: str, symbol: str) -> None:
+        """Mark ``symbol`` live on ``exchange``."""
+        self.set(exchange, self.symbols(exchange) | {symbol})
+
+    def discard(self, exchange: str, symbol: str) -> None:
+        """Mark ``symbol`` no longer live on ``exchange``."""
+        self.set(exchange, self.symbols(exchange) - {symbol})
+
+    async def wait_changed(self, exchange: str, seen_version: int) -> int:
+        """Wait until the version of ``exchange`` is past ``seen_version``; return the new one.
+
+        Returns at once if it already is. Cancellation: a plain wait, safe to cancel.
+        """
+        while self._versions[exchange] <= seen_version:
+            await self._changed.wait()
+        return self._versions[exchange]
+
+
+async def run_book(
+    book: TriggerBook,
+    ticks: trio.MemoryReceiveChannel[Tick],
+    commands: trio.MemoryReceiveChannel[BookCommand],
+    fires: trio.MemorySendChannel[Fire],
+    prices: LastPrices,
+    demand: Demand,
+    metrics: Metrics,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Own ``book``: apply ticks, send fires, apply commands, until both inputs are closed.
+
+    ``demand`` is first set from the book's contents (it may have been bulk-loaded), then kept
+    in step as symbols gain their first or lose their last trigger. An ``AddTrigger`` the book
+    rejects (a duplicate id, a target it cannot hold) is logged and skipped: the store has
+    validated it already, so it is a replay. A tick the book rejects (a non-finite price) is
+    counted as a tick and dropped. ``fires`` is closed when both loops have ended, or on
+    cancellation.
+    """
+    exchanges = {exchange for exchange, _ in book.counts()}
+    for exchange in exchanges:
+        demand.set(exchange, frozenset(book.symbols(exchange)))
+    metrics.book_size.callback = lambda: _sizes(book)
+
+    async with fires, trio.open_nursery() as nursery:
+        nursery.start_soon(_tick_loop, book, ticks, fires, prices, demand, metrics)
+        nursery.start_soon(_command_loop, book, commands, demand)
+        task_status.started()
+
+
+def _sizes(book: TriggerBook) -> dict[tuple[str, ...], float]:
+    sizes: defaultdict[tuple[str, ...], float] = defaultdict(float)
+    for (exchange, _), (above, below) in book.counts().items():
+        sizes[(exchange,)] += above + below
+    return dict(sizes)
+
+
+async def _tick_loop(
+    book: TriggerBook,
+    ticks: trio.MemoryReceiveChannel[Tick],
+    fires: trio.MemorySendChannel[Fire],
+    prices: LastPrices,
+    demand: Demand,
+    metrics: Metrics,
+) -> None:
+    apply = book.apply
+    counted = metrics.ticks.values  # updated in place: Counter.inc would build a key per tick
+    keys: dict[str, tuple[str]] = {}
+    async with ticks:
+        async for tick in ticks:
+            prices.update(tick)
+            key = keys.get(tick.exchange)
+            if key is None:
+                key = keys[tick.exchange] = (tick.exchange,)
+            counted[key] = counted.get(key, 0) + 1
+            try:
+                fired = apply(tick)
+            except PriceOutOfRange:
+                continue  # a non-finite price: the feed's parser should have dropped it
+            if not fired:
+                continue
+            now = time.monotonic_ns()
+            if not book.has_symbol(tick.exchange, tick.symbol):
+                demand.discard(tick.exchange, tick.symbol)
+            metrics.fires.inc(len(fired), exchange=tick.exchange)
+            if tick.received_ns:
+                metrics.tick_to_fire.observe((now - tick.received_ns) / 1e9)
+            await fires.send(Fire(tick, tuple(fired), fired_ns=now))
+
+
+async def _command_loop(
+    book: TriggerBook,
+    commands: trio.MemoryReceiveChannel[BookCommand],
+    demand: Demand,
+) -> None:
+    async with commands:
+        async for command in commands:
+            if isinstance(command, AddTrigger):
+                trigger = command.trigger
+                try:
+                    book.add(trigger)
+                except BookError as exc:
+                    log.warning("trigger %s not added: %s", trigger.id, exc)
+                    continue
+                if trigger.symbol not in demand.symbols(trigger.exchange):
+                    demand.add(trigger.exchange, trigger.symbol)
+            else:
+                removed = book.remove(command.trigger_id)
+                if removed is not None and not book.has_symbol(removed.exchange, removed.symbol):
+                    demand.discard(removed.exchange, removed.symbol)
