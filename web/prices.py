@@ -35,8 +35,8 @@ async def list_prices(state: State, user_id: int) -> Response:
     """Every symbol's last price, by exchange then symbol."""
     v.check_query(request.args, ())
     now = time.monotonic_ns()
-    ticks = sorted(state.ctx.prices.items(), key=lambda kv: kv[0])
-    return json_response(state, {"results": [price_view(tick, now) for _key, tick in ticks]})
+    ticks = state.ctx.prices.items()  # sorted by (exchange, symbol)
+    return json_response(state, {"results": [price_view(tick, now) for tick in ticks]})
 
 
 async def get_price(state: State, user_id: int, symbol: str) -> Response:

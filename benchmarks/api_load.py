@@ -1,0 +1,261 @@
+"""Load the REST API from a second process: alert creates per second, list latency p50/p99.
+
+    .venv/bin/python -m benchmarks.api_load [--clients 100] [--creates 20000] [--lists 20000]
+                                            [--users 10] [--url http://host:port]
+
+Without ``--url`` it starts the web layer and the store (an embedded Postgres in a temporary
+directory) in a child process (``--serve``), exactly as the engine wires them, with a task
+standing in for the book that drains the command channel. The load comes from this process:
+``--clients`` keep-alive HTTP/1.1 connections on a small raw Trio client (an HTTP library would
+spend more CPU than the server per request on this 2-core machine).
+
+Accounts are set up first (bcrypt cost 4 in the child so that setup is quick; the cost does not
+touch the measured routes). Targets (issue 4): >= 2,000 creates/s, list p99 < 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import trio
+
+PASSWORD = "benchmark-password"
+
+
+# --- the server side (child process) -------------------------------------------------------
+
+
+async def _serve(data_dir: Path) -> None:
+    import trio_asyncio
+
+    from engine.book.actor import Demand, LastPrices, run_book
+    from engine.book.book import TriggerBook
+    from engine.config import load_config
+    from engine.feeds.registry import load_registry
+    from engine.feeds.status import FeedStates
+    from engine.metrics import Metrics
+    from engine.model import BookCommand, Fire, Tick
+    from engine.store import open_store
+    from web.server import WebContext, run_web
+    from web.state import WebSettings
+
+    registry = load_registry(entry_points=False)
+    (data_dir / "config.toml").write_text("")
+    config = load_config(
+        data_dir / "config.toml",
+        environ={
+            "TRIGGERBOOK_HTTP_PORT": "0",
+            "TRIGGERBOOK_DATABASE_DATA_DIR": str(data_dir / "pg"),
+        },
+        plugin_sections=registry.sections(),
+    )
+    send, receive = trio.open_memory_channel[BookCommand](1024)
+    ticks_send, ticks_receive = trio.open_memory_channel[Tick](16)
+    fires_send, _fires_receive = trio.open_memory_channel[Fire](16)
+    prices, book, metrics = LastPrices(), TriggerBook(), Metrics()
+
+    async with trio_asyncio.open_loop(), open_store(config.database) as store:
+        ctx = WebContext(
+            config=config,
+            store=store,
+            commands=send,
+            prices=prices,
+            feeds=registry,
+            feed_states=FeedStates(),
+            metrics=metrics,
+            book=book,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                run_book, book, ticks_receive, receive, fires_send, prices, Demand(), metrics
+            )
+            port = await nursery.start(
+                lambda task_status: run_web(
+                    ctx, settings=WebSettings(bcrypt_rounds=4), task_status=task_status
+                )
+            )
+            print(f"PORT {port}", flush=True)
+            # Serve until the parent closes our stdin.
+            await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+            print(f"BOOK {len(book)}", file=sys.stderr, flush=True)
+            ticks_send.close()
+            nursery.cancel_scope.cancel()
+
+
+# --- the load side (this process) ----------------------------------------------------------
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection: send a request, read one Content-Length response."""
+
+    def __init__(self, stream: trio.SocketStream, host: str) -> None:
+        self.stream = stream
+        self.host = host
+        self.buffer = b""
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", token: str | None = None
+    ) -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if token:
+            head += f"Authorization: Bearer {token}\r\n"
+        if body:
+            head += "Content-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}\r\n\r\n"
+        await self.stream.send_all(head.encode() + body)
+        while b"\r\n\r\n" not in self.buffer:
+            await self._fill()
+        header, _, rest = self.buffer.partition(b"\r\n\r\n")
+        status = int(header[9:12])
+        length = 0
+        for line in header.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        self.buffer = rest
+        while len(self.buffer) < length:
+            await self._fill()
+        payload, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, payload
+
+    async def _fill(self) -> None:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.buffer += data
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _drive(host: str, port: int, args: argparse.Namespace) -> dict[str, float]:
+    conns = [
+        Connection(await trio.open_tcp_stream(host, port), f"{host}:{port}")
+        for _ in range(args.clients)
+    ]
+    tokens: list[str] = []
+    run_id = os.getpid()
+    for i in range(args.users):
+        name = f"bench{run_id}_{i}"
+        body = {"username": name, "password": PASSWORD, "email": f"{name}@example.com"}
+        status, text = await conns[0].request(
+            "POST", "/api/auth/register", json.dumps(body).encode()
+        )
+        if status != 201:
+            raise RuntimeError(f"register: {status} {text[:200]!r}")
+        body = {"username": name, "password": PASSWORD}
+        status, text = await conns[0].request("POST", "/api/auth/login", json.dumps(body).encode())
+        tokens.append(json.loads(text)["access"])
+
+    async def phase(total: int, make: object) -> tuple[float, list[float]]:
+        remaining = [total]
+        latencies: list[float] = []
+
+        async def client(i: int) -> None:
+            conn, token = conns[i], tokens[i % len(tokens)]
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                method, path, body = make(i, remaining[0])  # type: ignore[operator]
+                started = time.perf_counter()
+                status, text = await conn.request(method, path, body, token)
+                latencies.append(time.perf_counter() - started)
+                if status >= 300:
+                    raise RuntimeError(f"{method} {path}: {status} {text[:200]!r}")
+
+        started = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for i in range(args.clients):
+                nursery.start_soon(client, i)
+        return time.perf_counter() - started, latencies
+
+    def create(i: int, n: int) -> tuple[str, str, bytes]:
+        body = {
+            "symbol": "BTCUSDT",
+            "target_price": f"{60000 + n % 20000}.25",
+            "direction": "above",
+        }
+        return "POST", "/api/alerts", json.dumps(body).encode()
+
+    def listing(i: int, n: int) -> tuple[str, str, bytes]:
+        return "GET", "/api/alerts?page_size=10", b""
+
+    await phase(min(1000, args.creates), create)  # warm-up: connections, pools, caches
+    create_s, create_lat = await phase(args.creates, create)
+    list_s, list_lat = await phase(args.lists, listing)
+    for conn in conns:
+        await conn.stream.aclose()
+    return {
+        "creates": args.creates,
+        "creates_per_s": args.creates / create_s,
+        "create_p50_ms": statistics.median(create_lat) * 1e3,
+        "create_p99_ms": _pct(create_lat, 0.99) * 1e3,
+        "lists": args.lists,
+        "lists_per_s": args.lists / list_s,
+        "list_p50_ms": statistics.median(list_lat) * 1e3,
+        "list_p99_ms": _pct(list_lat, 0.99) * 1e3,
+    }
+
+
+def _start_child(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.api_load", "--serve", str(data_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if line.startswith("PORT "):
+            return child, int(line.split()[1])
+    raise RuntimeError(f"the server process exited ({child.wait()}) before listening")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the load test; print the figures as one JSON line and a short table. Returns 0."""
+    parser = argparse.ArgumentParser(prog="benchmarks.api_load", description=__doc__)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--creates", type=int, default=20_000)
+    parser.add_argument("--lists", type=int, default=20_000)
+    parser.add_argument("--users", type=int, default=10)
+    parser.add_argument("--url", help="an already running server (default: start one)")
+    parser.add_argument("--serve", metavar="DIR", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        trio.run(_serve, Path(args.serve))
+        return 0
+    if args.url:
+        parts = urlsplit(args.url)
+        figures = trio.run(_drive, parts.hostname or "127.0.0.1", parts.port or 80, args)
+    else:
+        with tempfile.TemporaryDirectory(prefix="api_load_") as tmp:
+            child, port = _start_child(Path(tmp))
+            try:
+                figures = trio.run(_drive, "127.0.0.1", port, args)
+            finally:
+                assert child.stdin is not None
+                child.stdin.close()
+                child.wait(timeout=60)
+    print(json.dumps({k: round(v, 2) for k, v in figures.items()}))
+    print(
+        f"{args.clients} clients: {figures['creates_per_s']:.0f} creates/s "
+        f"(p50 {figures['create_p50_ms']:.1f} ms, p99 {figures['create_p99_ms']:.1f} ms); "
+        f"list p50 {figures['list_p50_ms']:.1f} ms, p99 {figures['list_p99_ms']:.1f} ms "
+        f"({figures['lists_per_s']:.0f}/s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
