@@ -148,7 +148,7 @@ WITH fired AS (
            a.created_at, a.triggered_at, a.triggered_price
 ), queued AS (
     INSERT INTO outbox (alert_id, channel, payload)
-    SELECT fired.id, c.channel, jsonb_build_object(
+    SELECT fired.id, c.channel, json_build_object(
                'alert_id', fired.id,
                'name', fired.name,
                'username', u.username,
