@@ -26,14 +26,21 @@ def _read_password() -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
-async def _create(args: argparse.Namespace, username: str, email: str, password: str) -> User:
+async def _create(
+    args: argparse.Namespace, username: str, email: str, password: str
+) -> User | Conflict:
+    """The new user, or the :class:`Conflict` (returned: inside the loop's nursery a raise
+    would reach the caller wrapped in an exception group)."""
     from engine.feeds.registry import load_registry
     from engine.store import open_store
 
     config = load_registry().load_config(args.config)
     digest = await PasswordHasher().hash(password)
     async with trio_asyncio.open_loop(), open_store(config.database) as store:
-        return await store.create_user(username, email, digest, is_staff=bool(args.staff))
+        try:
+            return await store.create_user(username, email, digest, is_staff=bool(args.staff))
+        except Conflict as exc:
+            return exc
 
 
 def create_user_command(args: argparse.Namespace) -> int:
@@ -49,10 +56,9 @@ def create_user_command(args: argparse.Namespace) -> int:
     except ValidationFailed as exc:
         print(f"triggerbook: {exc.detail}", file=sys.stderr)
         return 1
-    try:
-        user = trio.run(_create, args, username, email, password)
-    except Conflict as exc:
-        print(f"triggerbook: {exc}", file=sys.stderr)
+    user = trio.run(_create, args, username, email, password)
+    if isinstance(user, Conflict):
+        print(f"triggerbook: {user}", file=sys.stderr)
         return 1
     kind = "staff user" if user.is_staff else "user"
     print(f"created {kind} {user.username} (id {user.id})")
