@@ -175,8 +175,10 @@ class ServerConnection:
     ws: trio_websocket.WebSocketConnection
     path: str
     received: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # trio.current_time() of each message
     subscribed: set[str] = field(default_factory=set)
     open: bool = True
+    opened_at: float = 0.0
 
 
 class ExchangeServer:
@@ -206,6 +208,7 @@ class ExchangeServer:
         self.received: list[str] = []
         self.requests: list[Request] = []
         self.refuse = False  # reject new handshakes while set (a flapping exchange)
+        self.refused = 0  # handshakes rejected so far
         self._changed = trio.Event()
 
     @property
@@ -242,10 +245,12 @@ class ExchangeServer:
 
     async def _handler(self, request: trio_websocket.WebSocketRequest) -> None:
         if self.refuse:
+            self.refused += 1
             await request.reject(503)
+            self._notify()
             return
         ws = await request.accept()
-        conn = ServerConnection(ws, request.path)
+        conn = ServerConnection(ws, request.path, opened_at=trio.current_time())
         self.connections.append(conn)
         self._notify()
         try:
@@ -255,6 +260,7 @@ class ExchangeServer:
                 message = await ws.get_message()
                 text = message if isinstance(message, str) else message.decode()
                 conn.received.append(text)
+                conn.times.append(trio.current_time())
                 self.received.append(text)
                 await self._answer(conn, text)
                 self._notify()

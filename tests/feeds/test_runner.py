@@ -1,0 +1,321 @@
+"""engine/feeds/runner.py against a local server speaking Binance's protocol."""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+
+import pytest
+import trio
+import trio.testing
+
+from engine.errors import PluginError
+from engine.feeds.binance import Binance
+from engine.feeds.registry import load_registry
+from engine.feeds.runner import Backoff, run_feeds
+from engine.feeds.status import FeedStates
+from engine.feeds.testing import ExchangeServer, ManualDemand, Request, read_binance_request
+from engine.metrics import Metrics
+from engine.model import Tick
+
+from .conftest import DATA, eventually, start_harness, trade
+
+
+async def test_subscribes_only_demanded_symbols_and_follows_demand() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery)
+            assert h.server.connections == []  # nothing demanded: no connection at all
+            h.want("BTCUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            await h.server.send_for("BTCUSDT", trade("BTCUSDT", "70000.10", 1700000000001))
+            (tick,) = await h.ticks(1)
+            assert (tick.exchange, tick.symbol, tick.price, tick.exchange_time_ms) == (
+                "binance",
+                "BTCUSDT",
+                Decimal("70000.10"),
+                1700000000001,
+            )
+            assert str(tick.price) == "70000.10" and tick.received_ns > 0
+            h.want("BTCUSDT", "ETHUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT", "ETHUSDT"})
+            h.want("ETHUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"ETHUSDT"})
+            await eventually(lambda: h.state.symbols == {"ETHUSDT"})
+            assert h.state.connected and h.state.since is not None
+            assert len(h.server.connections) == 1
+            h.want()
+            await h.server.wait_until(lambda: not h.server.live)
+            await eventually(lambda: not h.state.connected)
+            assert [(r.op, r.symbols) for r in h.server.requests] == [
+                ("subscribe", ("BTCUSDT",)),
+                ("subscribe", ("ETHUSDT",)),
+                ("unsubscribe", ("BTCUSDT",)),
+                ("unsubscribe", ("ETHUSDT",)),
+            ]
+            assert h.server.connections[0].path == "/stream"
+            assert h.state.reconnects == 0
+            nursery.cancel_scope.cancel()
+
+
+class Sharded(Binance):
+    max_streams_per_connection = 2
+    symbols_per_message = 1
+    max_messages_per_second = 4.0
+
+
+async def test_connections_cap_batches_and_rate(net_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery, Sharded)
+            symbols = ["AAA", "BBB", "CCC", "DDD", "EEE"]
+            h.want(*symbols)
+            await h.server.wait_until(lambda: h.server.subscribed() == set(symbols))
+            assert sorted(len(c.subscribed) for c in h.server.live) == [1, 2, 2]
+            for conn in h.server.connections:
+                gaps = [b - a for a, b in zip(conn.times, conn.times[1:], strict=False)]
+                assert all(gap >= 0.25 - 1e-9 for gap in gaps), gaps  # 4 messages/s at most
+                assert all(len(json.loads(m)["params"]) == 1 for m in conn.received)
+            h.want("AAA", "BBB", "CCC", "DDD", "EEE", "FFF")  # fills the slot with room
+            await h.server.wait_until(lambda: "FFF" in h.server.subscribed())
+            assert len(h.server.live) == 3
+            h.want("EEE", "FFF")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"EEE", "FFF"})
+            await h.server.wait_until(lambda: len(h.server.live) == 1)
+            nursery.cancel_scope.cancel()
+
+
+async def test_drop_and_reconnect_with_backoff(net_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery)
+            h.want("BTCUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            dropped_at = trio.current_time()
+            await h.server.close(1011, "going away")
+            await h.server.wait_until(
+                lambda: len(h.server.connections) == 2 and h.server.subscribed() == {"BTCUSDT"}
+            )
+            assert trio.current_time() - dropped_at <= h.exchange.backoff_base_s + 0.01
+            assert h.state.reconnects == 1
+            assert h.metrics.feed_reconnects.get(exchange="binance") == 1
+            assert "ConnectionClosed" in (h.state.last_error or "")
+
+            # A flapping exchange: refused handshakes back off exponentially up to the cap.
+            h.server.refuse = True
+            refused_at = trio.current_time()
+            await h.server.close()
+            await h.server.wait_until(lambda: h.server.refused >= 7)
+            await eventually(lambda: h.state.reconnects >= 9)
+            assert not h.state.connected
+            ceilings = [min(30.0, 0.5 * 2**n) for n in range(9)]
+            assert trio.current_time() - refused_at <= sum(ceilings) + 1
+            h.server.refuse = False
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            await eventually(lambda: h.state.connected)
+            await h.server.send_for("BTCUSDT", trade("BTCUSDT", "1.5", 2))
+            assert (await h.ticks(1))[0].price == Decimal("1.5")
+            nursery.cancel_scope.cancel()
+
+
+def test_backoff_is_full_jitter_capped_and_resets() -> None:
+    import random
+
+    backoff = Backoff(0.5, 4.0, random.Random(1))
+    delays = [backoff.next_delay() for _ in range(50)]
+    ceilings = [min(4.0, 0.5 * 2**n) for n in range(50)]
+    assert all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert max(delays[10:]) > 2.0  # reaches towards the cap, not stuck at the base
+    backoff.reset()
+    assert backoff.next_delay() <= 0.5
+
+
+class Stale(Binance):
+    stale_after_s = 5.0
+
+
+async def test_stale_feed_reconnects(net_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery, Stale)
+            h.want("BTCUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            start = trio.current_time()
+            await h.server.wait_until(lambda: len(h.server.connections) == 2)
+            assert trio.current_time() - start >= 5.0
+            await eventually(lambda: h.state.reconnects == 1)
+            assert "FeedStale" in (h.state.last_error or "")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            nursery.cancel_scope.cancel()
+
+
+async def test_pings_are_answered_and_frames_keep_flowing(
+    net_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery)
+            h.want("BTCUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            for n in range(5):  # a server ping every 20 s, as Binance does, and a trade
+                await trio.sleep(20)
+                await h.server.ping()
+                await h.server.send_for("BTCUSDT", trade("BTCUSDT", f"{100 + n}", n))
+            assert [t.price for t in await h.ticks(5)] == [Decimal(100 + n) for n in range(5)]
+            assert len(h.server.connections) == 1 and h.state.reconnects == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_bad_frames_are_counted_logged_once_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="engine.feeds.runner")
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery)
+            h.want("BTCUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            await h.server.garbage()  # not json, {} and [1, 2]
+            await h.server.send(b"\xff binary garbage")
+            await h.server.send_for("BTCUSDT", trade("BTCUSDT", "abc", 1))
+            await h.server.send_for("BTCUSDT", trade("BTCUSDT", "70000", 2))
+            (tick,) = await h.ticks(1)
+            assert tick.price == Decimal("70000")
+            skipped = h.metrics.frames_skipped
+            assert skipped.get(exchange="binance", kind="not-json") == 2
+            assert skipped.get(exchange="binance", kind="unknown-event") == 2
+            assert skipped.get(exchange="binance", kind="bad-price") == 1
+            assert len(h.server.connections) == 1 and h.state.connected
+            logged = [r for r in caplog.records if "bad frame" in r.getMessage()]
+            assert len(logged) == 3  # once per kind, with a sample
+            assert any("not json {" in r.getMessage() for r in logged)
+            nursery.cancel_scope.cancel()
+
+
+def read_request_refusing_nope(message: str) -> Request | None:
+    request = read_binance_request(message)
+    if request is not None and "NOPE" in request.symbols:
+        msg_id = json.loads(message)["id"]
+        error = {"error": {"code": 2, "msg": "Invalid symbol"}, "id": msg_id}
+        return Request("rejected", request.symbols, (json.dumps(error),))
+    return request
+
+
+async def test_subscription_error_is_reported_and_not_retried() -> None:
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery)
+            h.server.read_request = read_request_refusing_nope
+            h.want("NOPE")
+            await eventually(lambda: "NOPE" in h.state.rejected)
+            assert "Invalid symbol" in h.state.rejected["NOPE"]
+            assert h.states.ready() == (True, {})  # reported on /readyz, not a readiness failure
+            assert h.state.as_dict()["rejected"] == {"NOPE": "code 2: Invalid symbol"}
+            h.want("NOPE", "BTCUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            assert h.state.symbols == {"BTCUSDT"}
+            assert sum("nope@trade" in m for m in h.server.received) == 1  # not asked again
+            h.want("BTCUSDT")
+            await eventually(lambda: not h.state.rejected)  # forgotten once demand drops it
+            nursery.cancel_scope.cancel()
+
+
+class Forced(Binance):
+    forced_disconnect_after_s = 20.0
+    handover_lead_s = 5.0
+    handover_overlap_s = 2.0
+
+
+async def test_forced_disconnect_handover_misses_and_repeats_nothing(
+    net_clock: trio.testing.MockClock,
+) -> None:
+    sent: list[int] = []
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery, Forced)
+            h.want("BTCUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            first = h.server.connections[0]
+
+            async def market() -> None:  # the exchange: a trade every 0.5 s on every connection
+                n = 0
+                while True:
+                    n += 1
+                    sent.append(n)
+                    await h.server.send_for("BTCUSDT", trade("BTCUSDT", f"{n}.5", n, n))
+                    await trio.sleep(0.5)
+
+            async def enforce_24h() -> None:  # the exchange drops the connection at its deadline
+                await trio.sleep_until(first.opened_at + Forced.forced_disconnect_after_s)
+                if first.open:
+                    await first.ws.aclose(1000, "24h")
+
+            nursery.start_soon(market)
+            nursery.start_soon(enforce_24h)
+            await trio.sleep_until(first.opened_at + 25.0)
+            sent_so_far = list(sent)
+            got = await h.ticks(len(sent_so_far))
+            nursery.cancel_scope.cancel()
+    assert [t.exchange_time_ms for t in got] == sent_so_far  # each trade once, in order, no gap
+    assert [t.price for t in got] == [Decimal(f"{n}.5") for n in sent_so_far]
+    assert h.recv.statistics().current_buffer_used <= 1  # no duplicate waiting behind them
+    assert len(h.server.connections) == 2
+    second = h.server.connections[1]
+    assert first.opened_at + 14.9 <= second.opened_at <= first.opened_at + 16  # 5 s ahead
+    assert not first.open  # closed by us after the overlap, before the 24 h mark
+    assert h.state.reconnects == 0
+
+
+class Broken(Binance):
+    def parse(self, frame: str | bytes, received_ns: int) -> list[Tick]:
+        raise ValueError("a bug, not a network problem")
+
+
+async def test_unexpected_errors_propagate() -> None:
+    caught = []
+    with trio.fail_after(10):
+        try:
+            async with trio.open_nursery() as nursery:
+                h = await start_harness(nursery, Broken)
+                h.want("BTCUSDT")
+        except* ValueError as group:
+            caught.append(group)
+    assert caught
+
+
+async def test_run_feeds_starts_exchanges_and_sources(binance_server: ExchangeServer) -> None:
+    registry = load_registry(entry_points=False)
+    environ = {
+        "TRIGGERBOOK_FEEDS_BINANCE_URL": binance_server.url,
+        "TRIGGERBOOK_FEEDS_REPLAY_ENABLED": "true",
+        "TRIGGERBOOK_FEEDS_REPLAY_FILE": str(DATA / "replay.jsonl"),
+        "TRIGGERBOOK_FEEDS_REPLAY_SPEED": "0",
+    }
+    config = registry.load_config(environ=environ)
+    assert config.enabled_feeds() == ["binance", "replay"]
+    demand, states, metrics = ManualDemand(), FeedStates(), Metrics()
+    send, recv = trio.open_memory_channel[Tick](0)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_feeds, config, registry, send, demand, states, metrics)
+            demand.set("binance", ["BTCUSDT"])
+            await binance_server.wait_until(lambda: binance_server.subscribed() == {"BTCUSDT"})
+            await binance_server.send_for("BTCUSDT", trade("BTCUSDT", "42", 1))
+            seen = set()
+            async for tick in recv:
+                seen.add((tick.exchange, tick.symbol))
+                if tick.price == Decimal("42"):
+                    break
+            assert states.get("binance").connected and states.get("replay").connected
+            assert "triggerbook_feed_connected" in metrics.render()
+            nursery.cancel_scope.cancel()
+
+
+async def test_run_feeds_refuses_a_feed_no_plugin_provides() -> None:
+    registry = load_registry(entry_points=False)
+    config = registry.load_config(environ={})
+    del registry.exchanges["binance"]  # enabled in the config, provided by no plugin
+    send, _ = trio.open_memory_channel[Tick](1)
+    with pytest.raises(PluginError, match="no plugin provides it"):
+        await run_feeds(config, registry, send, ManualDemand(), FeedStates(), Metrics())
