@@ -32,6 +32,7 @@ import pytest
 import trio
 import trio_websocket
 
+from engine.book.actor import Demand
 from engine.errors import BadFrame
 from engine.feeds.exchange import Exchange
 from engine.feeds.runner import ExchangeFeed
@@ -112,32 +113,13 @@ def frames_by_symbol(exchange: Exchange, frames: Sequence[str]) -> dict[str, lis
 # -------------------------------------------------------------------------------------------------
 
 
-class ManualDemand:
-    """The runner's ``demand`` interface, set by hand: ``set(exchange, symbols)``."""
-
-    def __init__(self) -> None:
-        self._symbols: dict[str, frozenset[str]] = {}
-        self._versions: dict[str, int] = {}
-        self._changed = trio.Event()
+class ManualDemand(Demand):
+    """The engine's real :class:`~engine.book.actor.Demand`, set by hand from any iterable:
+    ``set(exchange, ["BTCUSDT"])`` (the book actor sets it from its triggers in the engine)."""
 
     def set(self, exchange: str, symbols: Iterable[str]) -> None:
-        """Make ``symbols`` the live set of ``exchange`` and wake whoever waits on it."""
-        self._symbols[exchange] = frozenset(symbols)
-        self._versions[exchange] = self._versions.get(exchange, 0) + 1
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def symbols(self, exchange: str) -> frozenset[str]:
-        return self._symbols.get(exchange, frozenset())
-
-    def version(self, exchange: str) -> int:
-        return self._versions.get(exchange, 0)
-
-    async def wait_changed(self, exchange: str, seen_version: int) -> int:
-        """Return the version once it differs from ``seen_version``."""
-        while self.version(exchange) == seen_version:
-            await self._changed.wait()
-        return self.version(exchange)
+        """Make ``symbols`` the live set of ``exchange`` and wake the feed if it changed."""
+        super().set(exchange, frozenset(symbols))
 
 
 @pytest.fixture
