@@ -64,6 +64,11 @@ class _Trade(msgspec.Struct):  # trade and aggTrade share the fields we read
     T: int
 
 
+class _TradeEnvelope(msgspec.Struct):  # the hot frame, decoded in one pass
+    stream: str
+    data: _Trade
+
+
 class _BookTicker(msgspec.Struct):
     s: str
     b: Decimal
@@ -78,6 +83,7 @@ class _MiniTicker(msgspec.Struct):
 
 _envelope = msgspec.json.Decoder(_Envelope)
 _trade = msgspec.json.Decoder(_Trade)
+_trade_envelope = msgspec.json.Decoder(_TradeEnvelope)
 _book_ticker = msgspec.json.Decoder(_BookTicker)
 _mini_tickers = msgspec.json.Decoder(list[_MiniTicker])
 _encode = msgspec.json.Encoder().encode
@@ -116,6 +122,7 @@ class Binance(Exchange):
         if stream not in STREAMS:
             raise ConfigError(f"[feeds.binance] stream must be one of {STREAMS}, got {stream!r}")
         self.stream = str(stream)
+        self._fast_suffix = f"@{self.stream}" if self.stream != "bookTicker" else ""
         self._ids = count(1)
         self._pending: dict[int, tuple[str, ...]] = {}  # request id -> symbols, until answered
         self._kinds: dict[str, Callable[[msgspec.Raw, int], list[Tick]]] = {
@@ -160,6 +167,15 @@ class Binance(Exchange):
         :class:`SubscriptionRejected` for an error reply (with the symbols of that request), and
         :class:`FeedClosed` for ``serverShutdown`` so the runner reconnects at once.
         """
+        if self._fast_suffix:  # trade/aggTrade: one decode; anything odd takes the full path
+            try:
+                hot = _trade_envelope.decode(frame)
+            except msgspec.DecodeError:
+                pass
+            else:
+                t = hot.data
+                if hot.stream.endswith(self._fast_suffix) and t.p.is_finite() and t.p > 0:
+                    return [Tick("binance", t.s, t.p, t.T, received_ns)]
         try:
             env = _envelope.decode(frame)
         except msgspec.ValidationError as exc:
