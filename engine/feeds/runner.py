@@ -486,12 +486,9 @@ class _Session:
     async def _deliver(self, tick: Tick) -> None:
         """Send with back-pressure; waiting on a full book does not count as staleness."""
         assert self.feed.ticks is not None
-        scope = self.stale_scope
-        deadline, scope.deadline = scope.deadline, math.inf
-        try:
-            await self.feed.ticks.send(tick)
-        finally:
-            scope.deadline = deadline
+        self.stale_scope.deadline = math.inf
+        await self.feed.ticks.send(tick)
+        self.touch()  # the wait was the book's, not the exchange's: count from now
 
     def touch(self) -> None:
         """Push the staleness deadline: ``stale_after_s`` (+ the slack) from now while

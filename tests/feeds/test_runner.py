@@ -319,3 +319,19 @@ async def test_run_feeds_refuses_a_feed_no_plugin_provides() -> None:
     send, _ = trio.open_memory_channel[Tick](1)
     with pytest.raises(PluginError, match="no plugin provides it"):
         await run_feeds(config, registry, send, ManualDemand(), FeedStates(), Metrics())
+
+
+async def test_back_pressure_is_not_staleness(net_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(300):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery, Stale)  # stale after 5 s
+            h.send, h.recv = trio.open_memory_channel[Tick](0)  # every tick waits for the book
+            h.feed.ticks = h.send
+            h.want("BTCUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            for n in range(3):
+                await h.server.send_for("BTCUSDT", trade("BTCUSDT", f"{n + 1}", n))
+            await trio.sleep(30)  # the book is busy for 30 s: the feed waits, it is not stale
+            assert [t.price for t in await h.ticks(3)] == [Decimal(1), Decimal(2), Decimal(3)]
+            assert h.state.reconnects == 0 and len(h.server.connections) == 1
+            nursery.cancel_scope.cancel()
