@@ -33,7 +33,7 @@ import trio
 import trio_websocket
 
 from engine.book.actor import Demand
-from engine.errors import BadFrame
+from engine.errors import BadFrame, FeedClosed, SubscriptionRejected
 from engine.feeds.exchange import Exchange
 from engine.feeds.runner import ExchangeFeed
 from engine.feeds.status import FeedStates
@@ -99,10 +99,14 @@ def check_bad_frames(exchange: Exchange, frames: Sequence[str | bytes]) -> list[
 
 
 def frames_by_symbol(exchange: Exchange, frames: Sequence[str]) -> dict[str, list[str]]:
-    """Data frames grouped by the symbol of their first tick; control frames are dropped."""
+    """Data frames grouped by the symbol of their first tick; control frames (and frames that
+    raise: error replies, notices) are dropped."""
     out: dict[str, list[str]] = {}
     for frame in frames:
-        ticks = exchange.parse(frame, 0)
+        try:
+            ticks = exchange.parse(frame, 0)
+        except (BadFrame, SubscriptionRejected, FeedClosed):
+            continue  # a recorded error reply or notice: not data
         if ticks:
             out.setdefault(ticks[0].symbol, []).append(frame)
     return out

@@ -42,3 +42,12 @@ def test_manual_demand_fixture_is_provided_by_the_kit(manual_demand: ManualDeman
     manual_demand.set("binance", ["BTCUSDT"])
     assert manual_demand.symbols("binance") == {"BTCUSDT"}
     assert manual_demand.version("binance") == 1 and manual_demand.version("kraken") == 0
+
+
+def test_frames_by_symbol_drops_control_and_error_frames(binance_frames: list[str]) -> None:
+    from engine.feeds.testing import frames_by_symbol
+
+    error = '{"error":{"code":2,"msg":"Invalid request"},"id":1}'
+    grouped = frames_by_symbol(Binance(), [*binance_frames, error, "not json"])
+    assert sorted(grouped) == ["BNBBTC", "BNBUSDT"]
+    assert len(grouped["BNBBTC"]) == 3 and len(grouped["BNBUSDT"]) == 1
