@@ -6,6 +6,13 @@ plain asyncio coroutine function ``fn(con, *args)`` (see ``engine/store/queries.
 :meth:`Bridge.run` runs it as one asyncio task with one pooled connection, so each store call
 crosses the bridge once, whatever number of statements it runs.
 
+Fairness and per-call cost: calls wait for a connection on the Trio side, in a FIFO
+:class:`trio.CapacityLimiter` sized to the pool, so asyncpg's own pool queue (an asyncio queue
+that a newcomer can barge: under 100 callers for 10 connections some waited seconds) never
+queues anyone. A connection goes back to the pool without asyncpg's reset query (``RESET ALL``,
+``UNLISTEN *``, ...: one more round trip per call): no store function changes session state
+(the migration lock is transaction-scoped), and asyncpg still rolls back a transaction left open.
+
 Cancellation: cancelling the Trio caller cancels that asyncio task; asyncpg then cancels the
 running statement on the server, and the pool resets the connection on release (or closes it if
 the reset fails). The Trio side returns only once that is done, so a cancelled call never leaves a
@@ -87,12 +94,19 @@ async def _init_connection(con: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(con: asyncpg.Connection) -> None:
+    """The pool's reset: nothing to undo (see the module docstring), so no round trip."""
+
+
 class Bridge:
     """A pool of asyncpg connections usable from Trio. Built by :func:`open_bridge`."""
 
-    def __init__(self, pool: asyncpg.Pool, loop: trio_asyncio.TrioEventLoop) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, loop: trio_asyncio.TrioEventLoop, max_size: int = 10
+    ) -> None:
         self._pool = pool
         self._loop = loop
+        self._slots = trio.CapacityLimiter(max_size)
 
     async def run(
         self,
@@ -107,7 +121,8 @@ class Bridge:
         docstring).
         """
         try:
-            return await self._loop.run_aio_coroutine(self._with_connection(fn, args, kwargs))
+            async with self._slots:
+                return await self._loop.run_aio_coroutine(self._with_connection(fn, args, kwargs))
         except TRANSIENT as exc:
             raise StoreUnavailable(f"the database is unavailable ({describe(exc)})") from None
 
@@ -130,6 +145,7 @@ async def _create_pool(url: str, min_size: int, max_size: int) -> asyncpg.Pool:
         max_size=max_size,
         timeout=CONNECT_TIMEOUT_S,
         init=_init_connection,
+        reset=_keep_session,
         server_settings={"application_name": "triggerbook", "timezone": "UTC"},
     )
 
@@ -150,7 +166,7 @@ async def open_bridge(
         raise RuntimeError("open_bridge needs trio_asyncio.open_loop() around it")
     pool = await _connect_with_retry(loop, url, min_size, max_size, start_timeout_s)
     try:
-        yield Bridge(pool, loop)
+        yield Bridge(pool, loop, max_size)
     finally:
         with trio.move_on_after(CLOSE_GRACE_S) as scope:
             scope.shield = True
