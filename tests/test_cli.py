@@ -1,0 +1,89 @@
+"""The ``triggerbook`` command as a user runs it: a real process, real signals."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+TRIGGERBOOK = [sys.executable, "-m", "engine.cli"]
+READY = re.compile(rb"triggerbook ready on http://127\.0\.0\.1:(\d+)")
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    # Not under pytest's basetemp: the embedded server runs as another user when we are root
+    # and must traverse the parent folders (see tests/conftest.py).
+    path = Path(tempfile.mkdtemp(prefix="triggerbook-cli-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_plugins_lists_built_ins_and_installed_packages() -> None:
+    out = subprocess.run(
+        [*TRIGGERBOOK, "plugins"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    for name in ("binance", "replay", "coinbase", "kraken", "okx", "finnhub"):
+        assert re.search(rf"\b{name}\b", out), (name, out)
+    assert "triggerbook-coinbase" in out
+
+
+def test_a_bad_config_stops_the_start_with_the_key_and_the_file(workdir: Path) -> None:
+    config = workdir / "bad.toml"
+    config.write_text("[http]\nprot = 8000\n")
+    result = subprocess.run(
+        [*TRIGGERBOOK, "run", "--config", str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert str(config) in result.stderr
+    assert "unknown key 'prot' in [http]" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_run_serves_then_a_signal_stops_it_cleanly(workdir: Path, signum: int) -> None:
+    config = workdir / "config.toml"
+    config.write_text(
+        f'[http]\nport = 0\n[database]\ndata_dir = "{workdir / "pg"}"\n'
+        "[feeds.binance]\nenabled = false\n"
+    )
+    with trio.fail_after(90):
+        process = await trio.lowlevel.open_process(
+            [*TRIGGERBOOK, "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        log = b""
+        try:
+            assert process.stderr is not None
+            while not (match := READY.search(log)):
+                chunk = await process.stderr.receive_some()
+                assert chunk, log.decode()
+                log += chunk
+            async with httpx.AsyncClient() as client:
+                health = await client.get(f"http://127.0.0.1:{int(match.group(1))}/healthz")
+            assert health.status_code == 200
+            assert (workdir / "pg" / "postmaster.pid").exists()
+
+            process.send_signal(signum)
+            with trio.fail_after(20):  # the grace deadline is 10 s
+                while chunk := await process.stderr.receive_some():
+                    log += chunk
+                code = await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert code == 0, log.decode()
+    assert b"shutting down" in log
+    assert b"Traceback" not in log
+    # The embedded server was stopped with the engine.
+    assert not (workdir / "pg" / "postmaster.pid").exists()
