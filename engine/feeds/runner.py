@@ -62,9 +62,9 @@ RECONNECT_ERRORS: tuple[type[Exception], ...] = (
 DEDUPE_LIMIT = 1 << 16  # keys kept during a handover overlap before starting afresh
 # Ticks queued for the book beyond which the receive loop yields an extra turn per frame (so a
 # burst cannot build a queue that delays fires; below it, no extra scheduling per frame).
-BOOK_LAG = 8
-LAG_CHECK_MASK = 7  # look at the queue every 8 frames (``statistics()`` costs ~2 us)
-CATCH_UP_TURNS = 64
+BOOK_LAG = 2
+LAG_CHECK_MASK = 3  # look at the queue every 4 frames (``statistics()`` costs ~2 us)
+CATCH_UP_TURNS = 32
 
 
 async def run_feeds(
@@ -509,9 +509,9 @@ class _Session:
         ``fail_after`` per ``get_message`` is the same contract but costs a scope per frame:
         measured, 15% of the whole feed path.) Ticks go out with ``send_nowait``, which does
         not yield to the scheduler per tick; a full channel falls back to a waiting ``send``;
-        while the book has more than ``BOOK_LAG`` ticks queued, the loop yields to it (up to
-        ``CATCH_UP_TURNS`` times) so the queue, and so the tick-to-fire latency, stays short
-        under a burst.
+        while the book has more than ``BOOK_LAG`` ticks queued, the loop yields it turns (at
+        most ``CATCH_UP_TURNS`` per check), so the queue, and so the tick-to-fire latency, stays
+        short under sustained load.
         """
         assert self.ws is not None and self.feed.ticks is not None
         get_message = self.ws.get_message
@@ -537,9 +537,10 @@ class _Session:
                         await self._deliver(tick)
                 frames += 1
                 if not frames & LAG_CHECK_MASK:
-                    # The book lags (fires cost it turns): let it catch up, so a burst cannot
-                    # build a queue that delays fires. Bounded: a book blocked downstream
-                    # is waited for by ``send`` once the channel is full, never spun on.
+                    # The book lags (a fire costs it a turn): give it turns until its queue is
+                    # short again, so sustained load cannot build a queue that delays fires.
+                    # Bounded: a book blocked downstream costs at most CATCH_UP_TURNS turns per
+                    # check until the channel is full, and then ``send`` waits for it.
                     for _ in range(CATCH_UP_TURNS):
                         if statistics().current_buffer_used <= BOOK_LAG:
                             break
