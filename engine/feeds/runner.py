@@ -9,8 +9,9 @@ spread over *slots* of at most ``max_streams_per_connection``; each slot keeps o
 
 - subscriptions follow demand live: a diff, batched ``symbols_per_message`` per frame, paced at
   ``max_messages_per_second`` per connection (heartbeats included);
-- staleness is a cancel scope: ``with trio.fail_after(stale_after_s): await ws.get_message()``
-  while subscribed; expiry is :class:`FeedStale` and a reconnect;
+- staleness is a cancel scope around the receive loop whose deadline each frame pushes to
+  ``stale_after_s`` (plus a slack of at most 1 s) ahead while subscribed; expiry is
+  :class:`FeedStale` and a reconnect. Waiting on a full book is not staleness;
 - the reconnect loop catches the named set :data:`RECONNECT_ERRORS` only, sleeps
   ``uniform(0, min(cap, base * 2**attempt))`` (full jitter), resets the attempt count once a
   connection stayed up ``healthy_after_s``, logs with ``exc_info``; anything else propagates and
@@ -25,8 +26,8 @@ spread over *slots* of at most ``max_streams_per_connection``; each slot keeps o
   sample, and skipped; an error reply (:class:`SubscriptionRejected`) records the symbols in
   ``FeedState.rejected`` (shown on ``/readyz``); neither drops the connection.
 
-The per-frame path is: ``get_message`` under a cancel scope, ``time.monotonic_ns()``,
-``exchange.parse``, ``ticks.send`` per tick.
+The per-frame path is: ``get_message``, ``time.monotonic_ns()``, ``exchange.parse``,
+``ticks.send_nowait`` per tick (see :meth:`_Session.receive`).
 """
 
 from __future__ import annotations
