@@ -128,6 +128,7 @@ class Replay(FeedSource):
         seen: set[str] = set()
         while True:
             first_ms: int | None = None
+            played = 0
             start = trio.current_time()
             async for item in self._records():
                 if isinstance(item, BadFrame):
@@ -143,6 +144,7 @@ class Replay(FeedSource):
                     if due > trio.current_time():
                         await trio.sleep_until(due)
                 now = time.monotonic_ns()
+                played += 1
                 state.last_frame_ns = now
                 if item.symbol not in seen:
                     seen.add(item.symbol)
@@ -150,9 +152,8 @@ class Replay(FeedSource):
                 await ticks.send(
                     Tick(item.exchange, item.symbol, item.price, item.exchange_time_ms, now)
                 )
-            if not self.loop:
-                break
-            await trio.lowlevel.checkpoint()
+            if not self.loop or not played:
+                break  # played once, or nothing playable: looping would only spin
         log.info("replay: %s finished; idle", self.path)
         await trio.sleep(math.inf)
 

@@ -135,3 +135,18 @@ async def test_configuration_errors() -> None:
         await Replay({"file": "/no/such/file.jsonl"}).run(
             send, ManualDemand(), states.get("replay"), metrics
         )
+
+
+async def test_a_recording_with_nothing_playable_does_not_spin(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("exchange,symbol,price,time\nbinance,X,zero,1\n")
+    states, metrics = FeedStates(), Metrics()
+    send, _ = trio.open_memory_channel[Tick](1)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            source = Replay({"file": str(path), "loop": True, "speed": 0.0})
+            await nursery.start(source.run, send, ManualDemand(), states.get("replay"), metrics)
+            await trio.testing.wait_all_tasks_blocked()
+            await trio.sleep(0.1)  # a looping source would have re-read the file many times
+            assert metrics.frames_skipped.get(exchange="replay", kind="bad-price") == 1
+            nursery.cancel_scope.cancel()
