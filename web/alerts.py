@@ -15,7 +15,7 @@ import trio
 from quart import Response, request
 
 from engine.errors import NotFound, ValidationFailed
-from engine.model import AddTrigger, Alert, AlertStatus, Direction, RemoveTrigger
+from engine.model import Alert, AlertStatus, Direction, RemoveTrigger
 from web import validation as v
 from web.spec import (
     STATUS,
@@ -100,12 +100,9 @@ async def _create(state: State, user_id: int, body: dict[str, Any]) -> Alert:
     target = v.price(body["target_price"])
     direction = _direction(state, body, exchange, symbol, target)
     name = v.string(body, "name", max_length=v.NAME_MAX).strip() if "name" in body else ""
+    # Committed with whatever other creates are in flight (web/batcher.py), then in the book.
     with trio.CancelScope(shield=True):
-        alert = await state.ctx.store.create_alert(
-            user_id, exchange, symbol, target, direction, name
-        )
-        await state.ctx.commands.send(AddTrigger(alert.trigger()))
-    return alert
+        return await state.creates.create(user_id, exchange, symbol, target, direction, name)
 
 
 async def create_alert(state: State, user_id: int) -> Response:

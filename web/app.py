@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from engine.errors import ApiError, Conflict, StoreUnavailable
 from web import accounts, alerts, ops, prices
 from web.auth import ACCESS, AttemptLimiter, PasswordHasher, TokenCodec, bearer_token
+from web.batcher import CreateBatcher
 from web.openapi import build_spec
 from web.problems import INTERNAL, from_error, from_http, problem
 from web.spec import Route
@@ -55,7 +56,11 @@ def _view(state: State, route: Route) -> Any:
 
 
 def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None) -> QuartTrio:
-    """The application for one engine; ``secret`` signs tokens (see ``auth.resolve_secret``)."""
+    """The application for one engine; ``secret`` signs tokens (see ``auth.resolve_secret``).
+
+    Serve it with :func:`web.server.run_web`, which also runs the app's create batcher
+    (``app.extensions["triggerbook"].creates``): without it an alert create would wait forever.
+    """
     settings = settings or WebSettings()
     app = QuartTrio(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
@@ -69,6 +74,7 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
         hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads),
         by_user=AttemptLimiter(settings.login_per_user, settings.login_window_s),
         by_address=AttemptLimiter(settings.login_per_address, settings.login_window_s),
+        creates=CreateBatcher(ctx.store, ctx.commands),
     )
     state.openapi = msgspec.json.encode(build_spec(routes))
     for route in routes:

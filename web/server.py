@@ -18,12 +18,11 @@ from hypercorn.trio import serve
 
 from web.app import create_app
 from web.auth import resolve_secret
-from web.state import WebSettings
+from web.state import State, WebSettings
 
 if TYPE_CHECKING:
     from engine.book.actor import LastPrices
     from engine.book.book import TriggerBook
-
     from engine.config import Config
     from engine.feeds.registry import FeedRegistry
     from engine.feeds.status import FeedStates
@@ -81,6 +80,7 @@ async def run_web(
     settings = settings or WebSettings()
     secret = await resolve_secret(ctx.config)
     app = create_app(ctx, secret, settings)
+    state: State = app.extensions["triggerbook"]
     hconfig = _hypercorn_config(ctx, settings)
     shutdown = trio.Event()
 
@@ -90,8 +90,15 @@ async def run_web(
         serve_scope = trio.CancelScope(shield=True)
 
         async def serve_shielded(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            # The create batcher outlives the server's drain: requests still in flight during
+            # the grace period may create alerts; it stops once the server has.
             with serve_scope:
-                await serve(app, hconfig, shutdown_trigger=shutdown.wait, task_status=task_status)
+                async with trio.open_nursery() as batching:
+                    await batching.start(state.creates.run)
+                    await serve(
+                        app, hconfig, shutdown_trigger=shutdown.wait, task_status=task_status
+                    )
+                    batching.cancel_scope.cancel()
 
         binds: list[str] = await nursery.start(serve_shielded)
         port = bound_port(binds)

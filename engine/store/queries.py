@@ -81,6 +81,34 @@ async def insert_alert(
     )
 
 
+# Many creates in one statement (one round trip, one commit): the rows come from the arrays in
+# order, so ids (one nextval per row, as rows are produced) ascend in that order.
+INSERT_ALERTS = f"""
+INSERT INTO alerts (owner_id, exchange, symbol, target_price, direction, name)
+SELECT r.owner_id, r.exchange, r.symbol, r.target_price, r.direction, r.name
+  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[])
+       WITH ORDINALITY AS r (owner_id, exchange, symbol, target_price, direction, name, n)
+ ORDER BY r.n
+RETURNING {ALERT_COLUMNS}
+"""
+
+
+async def insert_alerts(
+    con: asyncpg.Connection,
+    owner_ids: list[int],
+    exchanges: list[str],
+    symbols: list[str],
+    target_prices: list[Decimal],
+    directions: list[str],
+    names: list[str],
+) -> list[asyncpg.Record]:
+    """Insert one alert per position of the arrays; the rows in that order (ascending ids)."""
+    rows = await con.fetch(
+        INSERT_ALERTS, owner_ids, exchanges, symbols, target_prices, directions, names
+    )
+    return sorted(rows, key=lambda row: row[0])
+
+
 async def alert_of(con: asyncpg.Connection, owner_id: int, alert_id: int) -> asyncpg.Record | None:
     return await con.fetchrow(
         f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = $1 AND owner_id = $2", alert_id, owner_id
@@ -102,15 +130,21 @@ async def alerts_page(
         args.append(value)
         where.append(f"{column} = ${len(args)}")
     clause = " AND ".join(where)
-    count = await con.fetchval(f"SELECT count(*) FROM alerts WHERE {clause}", *args)
+    # One round trip: the page carries the total (a window count over every match, taken
+    # before LIMIT). Only a page past the end, which has no row to carry it, asks again.
     rows = await con.fetch(
-        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE {clause} "
+        f"SELECT {ALERT_COLUMNS}, count(*) OVER () FROM alerts WHERE {clause} "
         f"ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
         *args,
         limit,
         offset,
     )
-    return count, rows
+    if rows:
+        return rows[0][-1], rows
+    if offset == 0:
+        return 0, rows
+    return await con.fetchval(f"SELECT count(*) FROM alerts WHERE {clause}", *args), rows
+
 
 
 async def soft_delete(

@@ -99,6 +99,31 @@ class Store:
         )
         return _alert(row)
 
+    async def create_alerts(
+        self, rows: Sequence[tuple[int, str, str, Decimal, Direction, str]]
+    ) -> list[Alert]:
+        """Insert many live alerts in one statement (one round trip, one commit): each row is
+        ``(owner_id, exchange, symbol, target_price, direction, name)`` as for
+        :meth:`create_alert`. Returns the alerts in the order given. All or nothing: if it
+        raises, no row was written. Raises ``ValueError`` for a target as :meth:`create_alert`.
+        """
+        for row in rows:
+            target = row[3]
+            if not isinstance(target, Decimal) or not target.is_finite() or target <= 0:
+                raise ValueError(f"target_price must be a finite Decimal > 0, got {target!r}")
+        if not rows:
+            return []
+        written = await self._bridge.run(
+            queries.insert_alerts,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+            [Direction(r[4]).value for r in rows],
+            [r[5] for r in rows],
+        )
+        return [_alert(row) for row in written]
+
     async def get_alert(self, owner_id: int, alert_id: int) -> Alert | None:
         """The alert, or None when it does not exist or belongs to someone else."""
         row = await self._bridge.run(queries.alert_of, owner_id, alert_id)

@@ -1,0 +1,164 @@
+"""The create batcher (web/batcher.py): group commit, per-row errors, shutdown."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+import trio
+import trio.testing
+
+from engine.errors import StoreUnavailable
+from engine.model import AddTrigger, BookCommand, Direction
+from web.batcher import CreateBatcher
+
+
+class CountingStore:
+    """The real store, counting ``create_alerts`` calls and their sizes; can be made to fail."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.sizes: list[int] = []
+        self.unavailable = False
+
+    async def create_alerts(self, rows: Any) -> Any:
+        self.sizes.append(len(rows))
+        if self.unavailable:
+            raise StoreUnavailable("the database is unavailable (test)")
+        return await self.store.create_alerts(rows)
+
+
+async def _owner(store: Any, name: str) -> int:
+    user = await store.create_user(name, f"{name}@example.com", "x")
+    return int(user.id)
+
+
+async def test_concurrent_creates_share_a_commit_and_keep_their_rows(store: Any) -> None:
+    with trio.fail_after(30):
+        owners = [await _owner(store, f"u{i}") for i in range(3)]
+        counting = CountingStore(store)
+        send, receive = trio.open_memory_channel[BookCommand](1000)
+        batcher = CreateBatcher(counting, send)  # type: ignore[arg-type]
+        got: dict[int, Any] = {}
+
+        async def create(i: int) -> None:
+            got[i] = await batcher.create(
+                owners[i % 3],
+                "binance",
+                "BTCUSDT",
+                Decimal(f"{100 + i}.5"),
+                Direction.ABOVE,
+                str(i),
+            )
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(batcher.run)
+            async with trio.open_nursery() as clients:
+                for i in range(60):
+                    clients.start_soon(create, i)
+            nursery.cancel_scope.cancel()
+
+        assert sum(counting.sizes) == 60
+        assert len(counting.sizes) < 60  # some creates shared a statement
+        for i, alert in got.items():
+            assert (alert.owner_id, alert.name) == (owners[i % 3], str(i))
+            assert alert.target_price == Decimal(f"{100 + i}.5")
+            assert await store.get_alert(owners[i % 3], alert.id) == alert
+        commands = []
+        while True:
+            try:
+                commands.append(receive.receive_nowait())
+            except trio.WouldBlock:
+                break
+        assert all(isinstance(c, AddTrigger) for c in commands)
+        assert sorted(c.trigger.id for c in commands) == sorted(a.id for a in got.values())
+
+
+async def test_a_refused_row_fails_only_its_own_request(store: Any) -> None:
+    with trio.fail_after(30):
+        owner = await _owner(store, "alice")
+        send, receive = trio.open_memory_channel[BookCommand](1000)
+        batcher = CreateBatcher(store, send)
+        outcomes: dict[int, Any] = {}
+
+        async def create(i: int, owner_id: int) -> None:
+            try:
+                outcomes[i] = await batcher.create(
+                    owner_id, "binance", "ETHUSDT", Decimal("10"), Direction.BELOW
+                )
+            except asyncpg.ForeignKeyViolationError as exc:
+                outcomes[i] = exc
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(batcher.run)
+            async with trio.open_nursery() as clients:
+                for i in range(20):
+                    # id 999999 is nobody: the database refuses that row, not its neighbours
+                    clients.start_soon(create, i, 999_999 if i == 7 else owner)
+            nursery.cancel_scope.cancel()
+
+        assert isinstance(outcomes.pop(7), asyncpg.ForeignKeyViolationError)
+        assert all(a.owner_id == owner for a in outcomes.values())
+        count, _ = await store.list_alerts(owner)
+        assert count == 19
+        added = []
+        while True:
+            try:
+                added.append(receive.receive_nowait())
+            except trio.WouldBlock:
+                break
+        assert sorted(c.trigger.id for c in added) == sorted(a.id for a in outcomes.values())
+
+
+async def test_an_unavailable_store_fails_the_batch(store: Any) -> None:
+    with trio.fail_after(30):
+        owner = await _owner(store, "bob")
+        counting = CountingStore(store)
+        counting.unavailable = True
+        send, receive = trio.open_memory_channel[BookCommand](10)
+        batcher = CreateBatcher(counting, send)  # type: ignore[arg-type]
+        failures: list[StoreUnavailable] = []
+
+        async def create() -> None:
+            with pytest.raises(StoreUnavailable) as caught:
+                await batcher.create(owner, "binance", "BTCUSDT", Decimal("1"), Direction.ABOVE)
+            failures.append(caught.value)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(batcher.run)
+            async with trio.open_nursery() as clients:
+                for _ in range(5):
+                    clients.start_soon(create)
+            nursery.cancel_scope.cancel()
+        assert len(failures) == 5
+        assert sum(counting.sizes) == 5  # tried once each, never retried one by one
+        with pytest.raises(trio.WouldBlock):
+            receive.receive_nowait()
+
+
+async def test_a_stopped_batcher_refuses_and_fails_what_was_queued(store: Any) -> None:
+    with trio.fail_after(30):
+        owner = await _owner(store, "carol")
+        send, _receive = trio.open_memory_channel[BookCommand](10)
+        batcher = CreateBatcher(store, send)
+        queued: list[BaseException] = []
+
+        async def create() -> None:
+            try:
+                await batcher.create(owner, "binance", "BTCUSDT", Decimal("1"), Direction.ABOVE)
+            except StoreUnavailable as exc:
+                queued.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(create)  # queued before the batcher ever runs
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await batcher.run()
+        assert len(queued) == 1
+        with pytest.raises(StoreUnavailable, match="shutting down"):
+            await batcher.create(owner, "binance", "BTCUSDT", Decimal("1"), Direction.ABOVE)
+        count, _ = await store.list_alerts(owner)
+        assert count == 0
