@@ -29,6 +29,7 @@ import pluggy
 if TYPE_CHECKING:
     from engine.feeds.exchange import Exchange
     from engine.feeds.source import FeedSource
+    from engine.sinks.base import Sink
 
 PROJECT = "triggerbook"
 
@@ -58,4 +59,19 @@ def triggerbook_feed_sources() -> Sequence[type[FeedSource]]:
     Called once at start; every plugin's list is collected. Each class is instantiated with its
     ``[feeds.<name>]`` table when enabled, and its ``async run(...)`` is started in the engine's
     nursery (see :class:`engine.feeds.source.FeedSource`).
+    """
+
+
+# -------------------------------------------------------------------------------------------------
+# sinks
+# -------------------------------------------------------------------------------------------------
+
+
+@hookspec
+def triggerbook_sinks() -> Sequence[type[Sink]]:
+    """Return the notification sinks this plugin provides.
+
+    Called once at start; every plugin's list is collected. A sink's ``name`` is the outbox
+    channel it delivers (see :class:`engine.sinks.base.Sink`). Two sinks with one ``name`` is a
+    :class:`engine.errors.PluginError`.
     """

@@ -24,6 +24,7 @@ from engine.config import Config, load_config
 from engine.errors import PluginError
 from engine.feeds.exchange import Exchange
 from engine.feeds.source import FeedSource
+from engine.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +176,8 @@ def _collect(pm: pluggy.PluginManager) -> list[Provided]:
     specs = [
         ("exchange", "triggerbook_exchanges", Exchange),
         ("source", "triggerbook_feed_sources", FeedSource),
+        ("sink", "triggerbook_sinks", Sink),
     ]
-    if hasattr(pm.hook, "triggerbook_sinks"):
-        specs.append(("sink", "triggerbook_sinks", object))
     provided: list[Provided] = []
     seen: dict[str, Provided] = {}
     for kind, hook_name, base in specs:
