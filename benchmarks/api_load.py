@@ -1,13 +1,20 @@
 """Load the REST API from a second process: alert creates per second, list latency p50/p99.
 
     .venv/bin/python -m benchmarks.api_load [--clients 100] [--creates 20000] [--lists 20000]
-                                            [--users 10] [--url http://host:port]
+                                            [--users 10] [--rate 1000] [--url http://host:port]
 
 Without ``--url`` it starts the web layer and the store (an embedded Postgres in a temporary
 directory) in a child process (``--serve``), exactly as the engine wires them, with a task
 standing in for the book that drains the command channel. The load comes from this process:
 ``--clients`` keep-alive HTTP/1.1 connections on a small raw Trio client (an HTTP library would
 spend more CPU than the server per request on this 2-core machine).
+
+Two ways to load the list route. Closed loop (the issue's "100 concurrent clients"): each client
+sends its next request as soon as the last one is answered, so the server is always saturated
+and latency is concurrency / throughput (Little's law): it measures capacity, not the latency a
+user sees. Fixed rate (``--rate``, lists/s shared by the clients): each client sends on a
+schedule, and latency counts from the scheduled time (a late server is not excused by the
+client having waited for it), which is the latency at that offered load.
 
 Accounts are set up first (bcrypt cost 4 in the child so that setup is quick; the cost does not
 touch the measured routes). Targets (issue 4): >= 2,000 creates/s, list p99 < 20 ms.
@@ -96,12 +103,17 @@ async def _serve(data_dir: Path) -> None:
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection: send a request, read one Content-Length response."""
+    """One keep-alive HTTP/1.1 connection: send a request, read one Content-Length response.
+
+    When the server ends a connection (``Connection: close``, e.g. hypercorn after its
+    ``keep_alive_max_requests``) the next request opens a new one.
+    """
 
     def __init__(self, stream: trio.SocketStream, host: str) -> None:
         self.stream = stream
         self.host = host
         self.buffer = b""
+        self.closing = False
 
     async def request(
         self, method: str, path: str, body: bytes = b"", token: str | None = None
@@ -112,6 +124,11 @@ class Connection:
         if body:
             head += "Content-Type: application/json\r\n"
         head += f"Content-Length: {len(body)}\r\n\r\n"
+        if self.closing:
+            await self.stream.aclose()
+            address, _, port = self.host.rpartition(":")
+            self.stream = await trio.open_tcp_stream(address, int(port))
+            self.buffer, self.closing = b"", False
         await self.stream.send_all(head.encode() + body)
         while b"\r\n\r\n" not in self.buffer:
             await self._fill()
@@ -120,8 +137,11 @@ class Connection:
         length = 0
         for line in header.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
+            name = name.strip().lower()
+            if name == b"content-length":
                 length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
+                self.closing = True
         self.buffer = rest
         while len(self.buffer) < length:
             await self._fill()
@@ -159,16 +179,27 @@ async def _drive(host: str, port: int, args: argparse.Namespace) -> dict[str, fl
         status, text = await conns[0].request("POST", "/api/auth/login", json.dumps(body).encode())
         tokens.append(json.loads(text)["access"])
 
-    async def phase(total: int, make: object) -> tuple[float, list[float]]:
+    async def phase(
+        total: int, make: object, rate: float | None = None
+    ) -> tuple[float, list[float]]:
+        """``total`` requests from every client: closed loop, or at ``rate`` requests/s shared
+        by the clients (latency from each request's scheduled time)."""
         remaining = [total]
         latencies: list[float] = []
+        origin = trio.current_time()
 
         async def client(i: int) -> None:
             conn, token = conns[i], tokens[i % len(tokens)]
+            due = origin + (i / rate if rate else 0.0)
             while remaining[0] > 0:
                 remaining[0] -= 1
                 method, path, body = make(i, remaining[0])  # type: ignore[operator]
-                started = time.perf_counter()
+                if rate:
+                    await trio.sleep_until(due)
+                    started = time.perf_counter() - (trio.current_time() - due)
+                    due += args.clients / rate
+                else:
+                    started = time.perf_counter()
                 status, text = await conn.request(method, path, body, token)
                 latencies.append(time.perf_counter() - started)
                 if status >= 300:
@@ -194,9 +225,18 @@ async def _drive(host: str, port: int, args: argparse.Namespace) -> dict[str, fl
     await phase(min(1000, args.creates), create)  # warm-up: connections, pools, caches
     create_s, create_lat = await phase(args.creates, create)
     list_s, list_lat = await phase(args.lists, listing)
+    rated: dict[str, float] = {}
+    if args.rate:
+        rated_s, rated_lat = await phase(args.lists, listing, args.rate)
+        rated = {
+            "rated_lists_per_s": args.lists / rated_s,
+            "rated_list_p50_ms": statistics.median(rated_lat) * 1e3,
+            "rated_list_p99_ms": _pct(rated_lat, 0.99) * 1e3,
+        }
     for conn in conns:
         await conn.stream.aclose()
     return {
+        **rated,
         "creates": args.creates,
         "creates_per_s": args.creates / create_s,
         "create_p50_ms": statistics.median(create_lat) * 1e3,
@@ -229,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--creates", type=int, default=20_000)
     parser.add_argument("--lists", type=int, default=20_000)
     parser.add_argument("--users", type=int, default=10)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="lists/s of the fixed-rate list phase, shared by the clients (0: skip it)",
+    )
     parser.add_argument("--url", help="an already running server (default: start one)")
     parser.add_argument("--serve", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -252,8 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{args.clients} clients: {figures['creates_per_s']:.0f} creates/s "
         f"(p50 {figures['create_p50_ms']:.1f} ms, p99 {figures['create_p99_ms']:.1f} ms); "
         f"list p50 {figures['list_p50_ms']:.1f} ms, p99 {figures['list_p99_ms']:.1f} ms "
-        f"({figures['lists_per_s']:.0f}/s)"
+        f"({figures['lists_per_s']:.0f}/s, closed loop)"
     )
+    if "rated_list_p50_ms" in figures:
+        print(
+            f"list at a fixed {args.rate:g}/s offered ({figures['rated_lists_per_s']:.0f}/s "
+            f"achieved): p50 {figures['rated_list_p50_ms']:.1f} ms, "
+            f"p99 {figures['rated_list_p99_ms']:.1f} ms"
+        )
     return 0
 
 

@@ -30,6 +30,7 @@ ACCESS = "access"
 REFRESH = "refresh"
 SECRET_FILE = "auth_secret"
 REQUIRED_CLAIMS = ["exp", "iat", "sub", "jti", "typ"]
+VERIFIED_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +43,23 @@ class Claims:
 
 
 class TokenCodec:
-    """Issues and verifies the API's JWTs with one secret."""
+    """Issues and verifies the API's JWTs with one secret.
+
+    A client sends the same access token with every request, and checking its signature and
+    claims is a measurable share of a request's cost, so tokens that verified are remembered
+    (at most ``VERIFIED_CACHE_SIZE``; the memory is dropped when full) with their validity
+    window. A remembered token is accepted again only inside that window (``iat``/``nbf`` <= now
+    < ``exp``, as pyjwt checks) and for the same type; anything else takes the full check, so
+    every refusal is exactly the uncached one. The signature depends only on the token's bytes
+    and our secret, which never changes for a codec.
+    """
 
     def __init__(self, secret: str, access_ttl_s: int, refresh_ttl_s: int) -> None:
         self._secret = secret
         self.access_ttl_s = access_ttl_s
         self.refresh_ttl_s = refresh_ttl_s
+        # token -> (claims, valid from, valid until): from pyjwt's successful decode
+        self._verified: dict[str, tuple[Claims, float, float]] = {}
 
     def issue(self, user_id: int, typ: str, *, now: float | None = None) -> str:
         """A signed token of type ``typ`` (``access`` or ``refresh``) for ``user_id``."""
@@ -69,6 +81,12 @@ class TokenCodec:
         another algorithm (``none`` included), tampered with, expired, missing a claim, or of
         the other type.
         """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            known, valid_from, valid_until = remembered
+            now = time.time()
+            if known.typ == typ and valid_from <= now < valid_until:
+                return known
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -85,7 +103,13 @@ class TokenCodec:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub.isdigit() or len(sub) > 18:
             raise Unauthorized("the token is not valid")
-        return Claims(int(sub), str(claims["jti"]), typ)
+        verified = Claims(int(sub), str(claims["jti"]), typ)
+        # pyjwt accepted int(iat) <= now, int(nbf) <= now (when present) and now < int(exp).
+        valid_from = max(int(claims["iat"]), int(claims.get("nbf", claims["iat"])))
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (verified, valid_from, int(claims["exp"]))
+        return verified
 
 
 def bearer_token(header: str | None) -> str:

@@ -134,3 +134,42 @@ def test_secret_is_created_once_private_and_reused(tmp_path: Path) -> None:
     path.write_text("")
     with pytest.raises(OSError):
         load_or_create_secret(path)
+
+
+def test_a_remembered_token_is_refused_once_expired(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    import jwt.api_jwt
+
+    tokens = codec()
+    token = tokens.issue(7, ACCESS)
+    assert tokens.verify(token, ACCESS).user_id == 7
+    assert tokens.verify(token, ACCESS).user_id == 7  # remembered
+    later = time.time() + 901  # past the access ttl
+
+    class Later(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> Later:  # type: ignore[override]
+            return cls.fromtimestamp(later, tz)
+
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", Later)
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.verify(token, ACCESS)
+
+
+def test_a_remembered_token_keeps_its_type_and_the_memory_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import web.auth
+
+    tokens = codec()
+    access = tokens.issue(3, ACCESS)
+    assert tokens.verify(access, ACCESS).typ == ACCESS
+    with pytest.raises(Unauthorized, match="refresh token is required"):
+        tokens.verify(access, REFRESH)
+    monkeypatch.setattr(web.auth, "VERIFIED_CACHE_SIZE", 3)
+    issued = [tokens.issue(i, ACCESS) for i in range(10)]
+    for i, token in enumerate(issued):
+        assert tokens.verify(token, ACCESS).user_id == i
+        assert len(tokens._verified) <= 3
