@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
@@ -25,7 +25,6 @@ from engine.store.migrate import apply_migrations, load_migrations
 
 log = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DIRECTIONS = {d.value: d for d in Direction}
 _STATUSES = {s.value: s for s in AlertStatus}
 
@@ -170,34 +169,32 @@ class Store:
         triggered, ascending. Nothing is written if it raises.
         """
         ids: list[int] = []
-        prices: list[Decimal] = []
-        times: list[datetime | None] = []
+        prices: list[str] = []
+        times_ms: list[int | None] = []
+        add_id, add_price, add_time = ids.append, prices.append, times_ms.append
         for fire in fires:
             tick = fire.tick
-            ms = tick.exchange_time_ms
-            at = _EPOCH + timedelta(milliseconds=ms) if ms else None
+            price = str(tick.price)
+            ms = tick.exchange_time_ms or None
             for trigger in fire.triggers:
-                ids.append(trigger.id)
-                prices.append(tick.price)
-                times.append(at)
+                add_id(trigger.id)
+                add_price(price)
+                add_time(ms)
         if not ids:
             return []
-        return await self._bridge.run(queries.record_fires, ids, prices, times, list(channels))
+        # dict.fromkeys: one outbox row per distinct channel, in the order given
+        return await self._bridge.run(
+            queries.record_fires, ids, prices, times_ms, list(dict.fromkeys(channels))
+        )
 
     async def load_live_triggers(self) -> list[Trigger]:
         """Every ``created`` alert as a :class:`Trigger`, for the book's bulk load at start.
 
-        One query. Equal exchange and symbol strings are shared between triggers, so a
-        million triggers hold a few distinct strings rather than two million.
+        One statement (a ``COPY`` of the live rows in text form, parsed chunk by chunk while the
+        server is still sending). Equal exchange and symbol strings are shared between
+        triggers, so a million triggers hold a few distinct strings rather than two million.
         """
-        rows = await self._bridge.run(queries.live_triggers)
-        names: dict[str, str] = {}
-        intern = names.setdefault
-        directions = _DIRECTIONS
-        return [
-            Trigger(r[0], intern(r[1], r[1]), intern(r[2], r[2]), directions[r[3]], r[4])
-            for r in rows
-        ]
+        return await self._bridge.run(queries.live_triggers)
 
     # --- the outbox -------------------------------------------------------------------------
 

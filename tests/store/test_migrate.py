@@ -24,7 +24,7 @@ async def test_from_empty_then_again_is_a_no_op(fresh_url: str) -> None:
     with trio.fail_after(20):
         async with open_bridge(fresh_url, max_size=2) as bridge:
             assert await _tables(bridge) == set()
-            assert await bridge.run(apply_migrations, load_migrations()) == [1, 2]
+            assert await bridge.run(apply_migrations, load_migrations()) == [1, 2, 3]
             assert await _tables(bridge) == {"schema_migrations", "users", "alerts", "outbox"}
             assert await bridge.run(apply_migrations, load_migrations()) == []
 
@@ -34,6 +34,7 @@ async def test_from_empty_then_again_is_a_no_op(fresh_url: str) -> None:
             assert [tuple(r) for r in await bridge.run(versions)] == [
                 (1, "initial"),
                 (2, "hot_fires"),
+                (3, "fire_batches"),
             ]
 
 
@@ -51,7 +52,7 @@ async def test_two_at_once_apply_each_migration_once(fresh_url: str) -> None:
         ):
             nursery.start_soon(apply, one)
             nursery.start_soon(apply, two)
-    assert sorted(results) == [[], [1, 2]]
+    assert sorted(results) == [[], [1, 2, 3]]
 
 
 async def test_an_applied_migration_that_changed_is_refused(fresh_url: str) -> None:
@@ -99,4 +100,4 @@ def test_bad_file_sets_are_refused(tmp_path: Path, names: list[str], message: st
 
 
 def test_the_shipped_migrations_load() -> None:
-    assert [m.version for m in load_migrations()] == [1, 2]
+    assert [m.version for m in load_migrations()] == [1, 2, 3]
