@@ -22,15 +22,23 @@ at the end) all normalise to ``BTC-USD``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import msgspec
-
-from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.errors import BadFrame, SubscriptionRejected
 from engine.feeds.exchange import Exchange
+from engine.feeds.parsing import (
+    Handler,
+    Message,
+    choose_option,
+    decode_object,
+    encode_json,
+    exact_price,
+    handler_for,
+    iso_ms,
+    no_ticks,
+    split_symbol,
+)
 from engine.hookspecs import hookimpl
 from engine.model import Tick
 
@@ -40,14 +48,7 @@ CHANNELS = ("matches", "ticker")
 # Quote currencies recognised at the end of an unseparated symbol (``BTCUSD``), longest first.
 QUOTES = ("USDT", "USDC", "EUR", "GBP", "USD", "DAI", "BTC", "ETH")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-_SEPARATORS = re.compile(r"[\s/_:.-]+")
 _PRODUCT = re.compile(r"\b[A-Z0-9]{2,12}-[A-Z0-9]{2,12}\b")
-_decode = msgspec.json.Decoder(float_hook=Decimal).decode
-_encode = msgspec.json.encode
-
-Message = dict[str, Any]
 
 
 class Coinbase(Exchange):
@@ -68,19 +69,11 @@ class Coinbase(Exchange):
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(config)
-        channel = self.config["channel"]
-        if channel not in CHANNELS:
-            raise ConfigError(
-                f"[feeds.coinbase] channel must be one of {', '.join(CHANNELS)}, got {channel!r}"
-            )
-        self.channel: str = channel
+        self.channel: str = choose_option(self.name, "channel", self.config["channel"], CHANNELS)
 
     def normalise_symbol(self, symbol: str) -> str:
         """``BASE-QUOTE`` in upper case; see the module docstring for accepted spellings."""
-        parts = [p for p in _SEPARATORS.split(symbol.strip().upper()) if p]
-        if len(parts) == 1:
-            parts = _split_quote(parts[0])
-        return "-".join(parts)
+        return "-".join(split_symbol(symbol, QUOTES))
 
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
         """One ``subscribe`` of the configured channel plus ``heartbeat`` for ``symbols``."""
@@ -92,7 +85,7 @@ class Coinbase(Exchange):
 
     def _request(self, kind: str, symbols: Sequence[str]) -> str:
         body = {"type": kind, "product_ids": list(symbols), "channels": [self.channel, "heartbeat"]}
-        return _encode(body).decode()
+        return encode_json(body)
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Tick]:
         """Ticks from a ``match``/``last_match``/``ticker`` frame; ``[]`` for control frames.
@@ -100,17 +93,8 @@ class Coinbase(Exchange):
         Raises :class:`BadFrame` (``not-json``, ``unknown-event``, ``bad-shape``,
         ``bad-price``) and :class:`SubscriptionRejected` for an ``error`` frame.
         """
-        try:
-            msg = _decode(frame)
-        except msgspec.DecodeError:
-            raise BadFrame("not-json", frame) from None
-        if not isinstance(msg, dict):
-            raise BadFrame("unknown-event", frame)
-        key = msg.get("type")
-        handler = _HANDLERS.get(key) if isinstance(key, str) else None
-        if handler is None:
-            raise BadFrame("unknown-event", frame)
-        return handler(self, msg, frame, received_ns)
+        msg = decode_object(frame)
+        return handler_for(_HANDLERS, msg.get("type"), frame)(self, msg, frame, received_ns)
 
     def _trade(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
         # ``match``, ``ticker`` and ``last_match`` (the product's latest trade, sent once on
@@ -119,11 +103,9 @@ class Coinbase(Exchange):
         if not isinstance(symbol, str) or not symbol:
             raise BadFrame("bad-shape", frame)
         time = msg.get("time")
-        exchange_ms = _iso_ms(time, frame) if time is not None else 0
-        return [Tick(self.name, symbol, _price(msg.get("price"), frame), exchange_ms, received_ns)]
-
-    def _control(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
-        return []
+        exchange_ms = iso_ms(time, frame) if time is not None else 0
+        price = exact_price(msg.get("price"), frame)
+        return [Tick(self.name, symbol, price, exchange_ms, received_ns)]
 
     def _error(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
         # {"type": "error", "message": "Failed to subscribe", "reason": "FOO-BAR is not a valid
@@ -132,49 +114,14 @@ class Coinbase(Exchange):
         raise SubscriptionRejected(reason or "error", tuple(_PRODUCT.findall(reason)))
 
 
-Handler = Callable[[Coinbase, Message, "str | bytes", int], list[Tick]]
-
-_HANDLERS: Mapping[str, Handler] = {
+_HANDLERS: Mapping[str, Handler[Coinbase]] = {
     "match": Coinbase._trade,
     "last_match": Coinbase._trade,
     "ticker": Coinbase._trade,
-    "subscriptions": Coinbase._control,
-    "heartbeat": Coinbase._control,
+    "subscriptions": no_ticks,
+    "heartbeat": no_ticks,
     "error": Coinbase._error,
 }
-
-
-def _split_quote(symbol: str) -> list[str]:
-    for quote in QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return [symbol[: -len(quote)], quote]
-    return [symbol]
-
-
-def _price(value: object, frame: str | bytes) -> Decimal:
-    """The exact price of a decimal string (or JSON number); ``bad-price`` unless finite > 0."""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise BadFrame("bad-price", frame)
-    try:
-        price = Decimal(value)
-    except InvalidOperation:
-        raise BadFrame("bad-price", frame) from None
-    if not price.is_finite() or price <= 0:
-        raise BadFrame("bad-price", frame)
-    return price
-
-
-def _iso_ms(value: object, frame: str | bytes) -> int:
-    """Milliseconds since the epoch of an RFC 3339 time (``2014-11-07T08:19:27.028459Z``)."""
-    if not isinstance(value, str):
-        raise BadFrame("bad-shape", frame)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadFrame("bad-shape", frame) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MS
 
 
 @hookimpl

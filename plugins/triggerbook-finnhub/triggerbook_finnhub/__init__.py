@@ -22,24 +22,27 @@ Symbols are Finnhub's, as given and upper-cased: ``aapl`` -> ``AAPL``, ``binance
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import msgspec
-
-from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.errors import ConfigError, SubscriptionRejected
 from engine.feeds.exchange import Exchange
+from engine.feeds.parsing import (
+    Handler,
+    Message,
+    data_items,
+    decode_object,
+    encode_json,
+    epoch_ms,
+    exact_price,
+    handler_for,
+    no_ticks,
+)
 from engine.hookspecs import hookimpl
 from engine.model import Tick
 
 __all__ = ["Finnhub", "triggerbook_exchanges"]
-
-_decode = msgspec.json.Decoder(float_hook=Decimal).decode
-_encode = msgspec.json.encode
-
-Message = dict[str, Any]
 
 
 class Finnhub(Exchange):
@@ -80,11 +83,11 @@ class Finnhub(Exchange):
 
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
         """One ``{"type": "subscribe", "symbol": ...}`` per symbol."""
-        return [_encode({"type": "subscribe", "symbol": s}).decode() for s in symbols]
+        return [encode_json({"type": "subscribe", "symbol": s}) for s in symbols]
 
     def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
         """One ``{"type": "unsubscribe", "symbol": ...}`` per symbol."""
-        return [_encode({"type": "unsubscribe", "symbol": s}).decode() for s in symbols]
+        return [encode_json({"type": "unsubscribe", "symbol": s}) for s in symbols]
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Tick]:
         """Ticks from a ``trade`` frame; ``[]`` for ``ping``.
@@ -92,62 +95,28 @@ class Finnhub(Exchange):
         Raises :class:`BadFrame` (``not-json``, ``unknown-event``, ``bad-shape``, ``bad-price``)
         and :class:`SubscriptionRejected` for an ``error`` frame.
         """
-        try:
-            msg = _decode(frame)
-        except msgspec.DecodeError:
-            raise BadFrame("not-json", frame) from None
-        if not isinstance(msg, dict):
-            raise BadFrame("unknown-event", frame)
-        key = msg.get("type")
-        handler = _HANDLERS.get(key) if isinstance(key, str) else None
-        if handler is None:
-            raise BadFrame("unknown-event", frame)
-        return handler(self, msg, frame, received_ns)
+        msg = decode_object(frame)
+        return handler_for(_HANDLERS, msg.get("type"), frame)(self, msg, frame, received_ns)
 
     def _trades(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
-        data = msg.get("data")
-        if not isinstance(data, list):
-            raise BadFrame("bad-shape", frame)
         ticks = []
-        for item in data:
-            if not isinstance(item, dict) or not isinstance(item.get("s"), str):
-                raise BadFrame("bad-shape", frame)
-            stamp = item.get("t", 0)
-            if isinstance(stamp, bool) or not isinstance(stamp, int) or stamp < 0:
-                raise BadFrame("bad-shape", frame)
-            ticks.append(
-                Tick(self.name, item["s"], _price(item.get("p"), frame), stamp, received_ns)
-            )
+        for item in data_items(msg, "s", frame):
+            # "t" is Unix milliseconds; a trade without it has no exchange time (0).
+            stamp = epoch_ms(item.get("t", 0), frame)
+            price = exact_price(item.get("p"), frame)
+            ticks.append(Tick(self.name, item["s"], price, stamp, received_ns))
         return ticks
-
-    def _control(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
-        return []
 
     def _error(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
         # {"type": "error", "msg": "Subscribing to too many symbols"}; Finnhub names no symbol.
         raise SubscriptionRejected(str(msg.get("msg") or "error"))
 
 
-Handler = Callable[[Finnhub, Message, "str | bytes", int], list[Tick]]
-
-_HANDLERS: Mapping[str, Handler] = {
+_HANDLERS: Mapping[str, Handler[Finnhub]] = {
     "trade": Finnhub._trades,
-    "ping": Finnhub._control,
+    "ping": no_ticks,
     "error": Finnhub._error,
 }
-
-
-def _price(value: object, frame: str | bytes) -> Decimal:
-    """The exact price of a JSON number (or decimal string); ``bad-price`` unless finite > 0."""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise BadFrame("bad-price", frame)
-    try:
-        price = Decimal(value)
-    except InvalidOperation:
-        raise BadFrame("bad-price", frame) from None
-    if not price.is_finite() or price <= 0:
-        raise BadFrame("bad-price", frame)
-    return price
 
 
 @hookimpl

@@ -25,16 +25,24 @@ at the end) all normalise to ``BTC/USD``; ``XBT`` becomes ``BTC`` and ``XDG`` be
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import msgspec
-
-from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.errors import SubscriptionRejected
 from engine.feeds.exchange import Exchange
+from engine.feeds.parsing import (
+    Handler,
+    Message,
+    choose_option,
+    data_items,
+    decode_object,
+    encode_json,
+    exact_price,
+    handler_for,
+    iso_ms,
+    no_ticks,
+    split_symbol,
+)
 from engine.hookspecs import hookimpl
 from engine.model import Tick
 
@@ -44,14 +52,6 @@ CHANNELS = ("trade", "ticker")
 QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "BTC", "ETH")
 # v1 / REST asset names that v2 spells differently.
 ASSET_ALIASES: Mapping[str, str] = {"XBT": "BTC", "XDG": "DOGE"}
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-_SEPARATORS = re.compile(r"[\s/_:.-]+")
-_decode = msgspec.json.Decoder(float_hook=Decimal).decode
-_encode = msgspec.json.encode
-
-Message = dict[str, Any]
 
 
 class Kraken(Exchange):
@@ -75,31 +75,23 @@ class Kraken(Exchange):
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(config)
-        channel = self.config["channel"]
-        if channel not in CHANNELS:
-            raise ConfigError(
-                f"[feeds.kraken] channel must be one of {', '.join(CHANNELS)}, got {channel!r}"
-            )
-        self.channel: str = channel
+        self.channel: str = choose_option(self.name, "channel", self.config["channel"], CHANNELS)
 
     def normalise_symbol(self, symbol: str) -> str:
         """``BASE/QUOTE`` in upper case with v2 asset names; see the module docstring."""
-        parts = [p for p in _SEPARATORS.split(symbol.strip().upper()) if p]
-        if len(parts) == 1:
-            parts = _split_quote(parts[0])
-        return "/".join(ASSET_ALIASES.get(p, p) for p in parts)
+        return "/".join(ASSET_ALIASES.get(p, p) for p in split_symbol(symbol, QUOTES))
 
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
         """One ``subscribe`` request for ``symbols`` on the configured channel."""
         params: dict[str, Any] = {"channel": self.channel, "symbol": list(symbols)}
         if self.channel == "trade":
             params["snapshot"] = False
-        return [_encode({"method": "subscribe", "params": params}).decode()]
+        return [encode_json({"method": "subscribe", "params": params})]
 
     def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
         """One ``unsubscribe`` request for ``symbols``."""
         params = {"channel": self.channel, "symbol": list(symbols)}
-        return [_encode({"method": "unsubscribe", "params": params}).decode()]
+        return [encode_json({"method": "unsubscribe", "params": params})]
 
     def heartbeat_frame(self) -> str:
         """Kraken's application-level ping; the server answers ``{"method": "pong"}``."""
@@ -112,18 +104,10 @@ class Kraken(Exchange):
         Raises :class:`BadFrame` (``not-json``, ``unknown-event``, ``bad-shape``, ``bad-price``)
         and :class:`SubscriptionRejected` for an ack with ``"success": false``.
         """
-        try:
-            msg = _decode(frame)
-        except msgspec.DecodeError:
-            raise BadFrame("not-json", frame) from None
-        if not isinstance(msg, dict):
-            raise BadFrame("unknown-event", frame)
+        msg = decode_object(frame)
         # Data frames name a "channel", replies to requests a "method".
         key = msg.get("channel") or msg.get("method")
-        handler = _HANDLERS.get(key) if isinstance(key, str) else None
-        if handler is None:
-            raise BadFrame("unknown-event", frame)
-        return handler(self, msg, frame, received_ns)
+        return handler_for(_HANDLERS, key, frame)(self, msg, frame, received_ns)
 
     def _trade(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
         if msg.get("type") == "snapshot":  # the last 50 trades: history, not the price now
@@ -134,21 +118,13 @@ class Kraken(Exchange):
         return self._ticks(msg, "last", frame, received_ns)
 
     def _ticks(self, msg: Message, field: str, frame: str | bytes, received_ns: int) -> list[Tick]:
-        data = msg.get("data")
-        if not isinstance(data, list):
-            raise BadFrame("bad-shape", frame)
         ticks = []
-        for item in data:
-            if not isinstance(item, dict) or not isinstance(item.get("symbol"), str):
-                raise BadFrame("bad-shape", frame)
+        for item in data_items(msg, "symbol", frame):
             stamp = item.get("timestamp")
-            exchange_ms = _iso_ms(stamp, frame) if stamp is not None else 0
-            price = _price(item.get(field), frame)
+            exchange_ms = iso_ms(stamp, frame) if stamp is not None else 0
+            price = exact_price(item.get(field), frame)
             ticks.append(Tick(self.name, item["symbol"], price, exchange_ms, received_ns))
         return ticks
-
-    def _control(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
-        return []
 
     def _ack(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
         # {"method": "subscribe", "success": false, "error": "Currency pair not supported
@@ -161,50 +137,15 @@ class Kraken(Exchange):
         raise SubscriptionRejected(str(msg.get("error") or "request failed"), symbols)
 
 
-Handler = Callable[[Kraken, Message, "str | bytes", int], list[Tick]]
-
-_HANDLERS: Mapping[str, Handler] = {
+_HANDLERS: Mapping[str, Handler[Kraken]] = {
     "trade": Kraken._trade,
     "ticker": Kraken._ticker,
-    "heartbeat": Kraken._control,
-    "status": Kraken._control,
-    "pong": Kraken._control,
+    "heartbeat": no_ticks,
+    "status": no_ticks,
+    "pong": no_ticks,
     "subscribe": Kraken._ack,
     "unsubscribe": Kraken._ack,
 }
-
-
-def _split_quote(symbol: str) -> list[str]:
-    for quote in QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return [symbol[: -len(quote)], quote]
-    return [symbol]
-
-
-def _price(value: object, frame: str | bytes) -> Decimal:
-    """The exact price of a JSON number (or decimal string); ``bad-price`` unless finite > 0."""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise BadFrame("bad-price", frame)
-    try:
-        price = Decimal(value)
-    except InvalidOperation:
-        raise BadFrame("bad-price", frame) from None
-    if not price.is_finite() or price <= 0:
-        raise BadFrame("bad-price", frame)
-    return price
-
-
-def _iso_ms(value: object, frame: str | bytes) -> int:
-    """Milliseconds since the epoch of an RFC 3339 time (``2023-09-25T07:49:37.708706Z``)."""
-    if not isinstance(value, str):
-        raise BadFrame("bad-shape", frame)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadFrame("bad-shape", frame) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MS
 
 
 @hookimpl

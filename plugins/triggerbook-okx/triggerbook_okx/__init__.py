@@ -26,14 +26,24 @@ end) all normalise to ``BTC-USDT``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import msgspec
-
-from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.errors import BadFrame, SubscriptionRejected
 from engine.feeds.exchange import Exchange
+from engine.feeds.parsing import (
+    Handler,
+    Message,
+    choose_option,
+    data_items,
+    decode_object,
+    encode_json,
+    epoch_ms,
+    exact_price,
+    handler_for,
+    no_ticks,
+    split_symbol,
+)
 from engine.hookspecs import hookimpl
 from engine.model import Tick
 
@@ -41,15 +51,12 @@ __all__ = ["Okx", "triggerbook_exchanges"]
 
 CHANNELS = ("trades", "tickers")
 QUOTES = ("USDT", "USDC", "USD", "EUR", "BTC", "ETH", "OKB", "DAI")
+# The field of a push's entries that holds the price: the trade price, or the last trade price.
+PRICE_FIELDS: Mapping[str, str] = {"trades": "px", "tickers": "last"}
 
 _PONG = frozenset({"pong", b"pong"})
-_SEPARATORS = re.compile(r"[\s/_:.-]+")
 # "instId:FOO-USDT" (60018) or "instId" : "LTC-USD-200327" (60012) inside an error message.
 _INST_ID = re.compile(r"instId\W{0,6}([A-Za-z0-9]+(?:-[A-Za-z0-9]+)+)")
-_decode = msgspec.json.Decoder(float_hook=Decimal).decode
-_encode = msgspec.json.encode
-
-Message = dict[str, Any]
 
 
 class Okx(Exchange):
@@ -71,19 +78,11 @@ class Okx(Exchange):
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(config)
-        channel = self.config["channel"]
-        if channel not in CHANNELS:
-            raise ConfigError(
-                f"[feeds.okx] channel must be one of {', '.join(CHANNELS)}, got {channel!r}"
-            )
-        self.channel: str = channel
+        self.channel: str = choose_option(self.name, "channel", self.config["channel"], CHANNELS)
 
     def normalise_symbol(self, symbol: str) -> str:
         """``BASE-QUOTE[-SUFFIX]`` in upper case; see the module docstring."""
-        parts = [p for p in _SEPARATORS.split(symbol.strip().upper()) if p]
-        if len(parts) == 1:
-            parts = _split_quote(parts[0])
-        return "-".join(parts)
+        return "-".join(split_symbol(symbol, QUOTES))
 
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
         """One ``subscribe`` op with one ``{channel, instId}`` argument per symbol."""
@@ -95,7 +94,7 @@ class Okx(Exchange):
 
     def _request(self, op: str, symbols: Sequence[str]) -> str:
         args = [{"channel": self.channel, "instId": s} for s in symbols]
-        return _encode({"op": op, "args": args}).decode()
+        return encode_json({"op": op, "args": args})
 
     def heartbeat_frame(self) -> str:
         """OKX's application-level ping: the bare text ``ping``."""
@@ -109,38 +108,24 @@ class Okx(Exchange):
         """
         if frame in _PONG:
             return []
-        try:
-            msg = _decode(frame)
-        except msgspec.DecodeError:
-            raise BadFrame("not-json", frame) from None
-        if not isinstance(msg, dict):
-            raise BadFrame("unknown-event", frame)
+        msg = decode_object(frame)
         # Replies name an "event"; pushes name their channel in "arg".
-        arg = msg.get("arg")
-        key = msg.get("event") or (arg.get("channel") if isinstance(arg, dict) else None)
-        handler = _HANDLERS.get(key) if isinstance(key, str) else None
-        if handler is None:
-            raise BadFrame("unknown-event", frame)
-        return handler(self, msg, frame, received_ns)
+        key = msg.get("event") or _channel(msg)
+        return handler_for(_HANDLERS, key, frame)(self, msg, frame, received_ns)
 
     def _push(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
-        data = msg.get("data")
-        if not isinstance(data, list):
+        items = data_items(msg, "instId", frame)
+        # A push names its channel in "arg"; an "event" that names a channel is no push.
+        field = PRICE_FIELDS.get(_channel(msg) or "")
+        if field is None:
             raise BadFrame("bad-shape", frame)
-        # trades carry the trade price in "px", tickers the last trade price in "last".
-        field = "px" if msg["arg"]["channel"] == "trades" else "last"
         ticks = []
-        for item in data:
-            if not isinstance(item, dict) or not isinstance(item.get("instId"), str):
-                raise BadFrame("bad-shape", frame)
-            price = _price(item.get(field), frame)
-            ticks.append(
-                Tick(self.name, item["instId"], price, _ms(item.get("ts"), frame), received_ns)
-            )
+        for item in items:
+            price = exact_price(item.get(field), frame)
+            ts = item.get("ts")
+            exchange_ms = epoch_ms(ts, frame, text=True) if ts is not None else 0
+            ticks.append(Tick(self.name, item["instId"], price, exchange_ms, received_ns))
         return ticks
-
-    def _control(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
-        return []
 
     def _error(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
         # {"event": "error", "code": "60018", "msg": "Wrong URL or channel:trades,instId:FOO-USDT
@@ -150,49 +135,23 @@ class Okx(Exchange):
         raise SubscriptionRejected(reason, tuple(_INST_ID.findall(text)))
 
 
-Handler = Callable[[Okx, Message, "str | bytes", int], list[Tick]]
+def _channel(msg: Message) -> str | None:
+    """The channel a push names in ``arg``, if it names one as a string."""
+    arg = msg.get("arg")
+    channel = arg.get("channel") if isinstance(arg, dict) else None
+    return channel if isinstance(channel, str) else None
 
-_HANDLERS: Mapping[str, Handler] = {
+
+_HANDLERS: Mapping[str, Handler[Okx]] = {
     "trades": Okx._push,
     "tickers": Okx._push,
-    "subscribe": Okx._control,
-    "unsubscribe": Okx._control,
-    "notice": Okx._control,
-    "channel-conn-count": Okx._control,
+    "subscribe": no_ticks,
+    "unsubscribe": no_ticks,
+    "notice": no_ticks,
+    "channel-conn-count": no_ticks,
     "error": Okx._error,
     "channel-conn-count-error": Okx._error,
 }
-
-
-def _split_quote(symbol: str) -> list[str]:
-    for quote in QUOTES:
-        if symbol.endswith(quote) and len(symbol) > len(quote):
-            return [symbol[: -len(quote)], quote]
-    return [symbol]
-
-
-def _price(value: object, frame: str | bytes) -> Decimal:
-    """The exact price of a decimal string; ``bad-price`` unless finite and > 0."""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise BadFrame("bad-price", frame)
-    try:
-        price = Decimal(value)
-    except InvalidOperation:
-        raise BadFrame("bad-price", frame) from None
-    if not price.is_finite() or price <= 0:
-        raise BadFrame("bad-price", frame)
-    return price
-
-
-def _ms(value: object, frame: str | bytes) -> int:
-    """OKX's ``ts``: Unix milliseconds as a string (or number); 0 when absent."""
-    if value is None:
-        return 0
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isdigit() and value.isascii():
-        return int(value)
-    raise BadFrame("bad-shape", frame)
 
 
 @hookimpl
