@@ -4,40 +4,40 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from importlib.metadata import entry_points
+from functools import partial
 from pathlib import Path
 
 import pytest
-from triggerbook_coinbase import Coinbase, triggerbook_exchanges
+from triggerbook_coinbase import Coinbase
 
-from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.errors import SubscriptionRejected
+from engine.feeds.parsing import edit_frame
+from engine.feeds.testing import check_bad_frames, check_parse
 from engine.model import Tick
 
 FRAMES = (Path(__file__).parent / "data" / "coinbase.jsonl").read_text().splitlines()
 RECEIVED = 123_456_789
 
-# One entry per line of coinbase.jsonl: the ticks that line must give.
+# One entry per line of coinbase.jsonl but the last (an error reply): the ticks that line gives.
 EXPECTED: list[list[Tick]] = [
     [],  # subscriptions
     [],  # heartbeat
     [Tick("coinbase", "ETH-USD", Decimal("1285.22"), 1666222102061, RECEIVED)],
     [Tick("coinbase", "BTC-USD", Decimal("400.23"), 1415348367028, RECEIVED)],
     [Tick("coinbase", "BTC-USD", Decimal("400.23"), 1415348367028, RECEIVED)],  # last_match
-    None,  # error: raises
 ]
+*DATA, ERROR = FRAMES
 
 
-@pytest.mark.parametrize(("index", "frame"), list(enumerate(FRAMES)))
-def test_recorded_frames_give_exact_ticks(index: int, frame: str) -> None:
-    coinbase = Coinbase()
-    if EXPECTED[index] is None:
-        with pytest.raises(SubscriptionRejected):
-            coinbase.parse(frame, RECEIVED)
-        return
-    ticks = coinbase.parse(frame, RECEIVED)
-    assert ticks == EXPECTED[index]
-    # exact, not merely equal: the string's digits survive
-    assert [str(t.price) for t in ticks] == [str(t.price) for t in EXPECTED[index]]
+@pytest.mark.parametrize(("frame", "expected"), list(zip(DATA, EXPECTED, strict=True)))
+def test_recorded_frames_give_exact_ticks(frame: str, expected: list[Tick]) -> None:
+    assert Coinbase().parse(frame, RECEIVED) == expected
+    check_parse(Coinbase(), [frame], expected)  # exact, not merely equal: the digits survive
+
+
+def test_the_recorded_error_reply_rejects() -> None:
+    with pytest.raises(SubscriptionRejected):
+        Coinbase().parse(ERROR, RECEIVED)
 
 
 def test_bytes_frames_parse_like_text() -> None:
@@ -59,10 +59,8 @@ def test_error_reply_without_words_still_rejects() -> None:
     assert info.value.symbols == ()
 
 
-def _match(**fields: object) -> str:
-    base = json.loads(FRAMES[3])
-    base.update(fields)
-    return json.dumps({k: v for k, v in base.items() if v is not None})
+# The recorded match with some fields changed (None removes one).
+_match = partial(edit_frame, FRAMES[3], ())
 
 
 @pytest.mark.parametrize(
@@ -91,9 +89,7 @@ def _match(**fields: object) -> str:
     ],
 )
 def test_garbage_raises_bad_frame_of_its_kind(frame: str | bytes, kind: str) -> None:
-    with pytest.raises(BadFrame) as info:
-        Coinbase().parse(frame, 0)
-    assert info.value.kind == kind
+    assert check_bad_frames(Coinbase(), [frame]) == [kind]
 
 
 def test_a_json_number_price_is_exact_and_a_frame_without_time_has_exchange_time_zero() -> None:
@@ -142,21 +138,8 @@ def test_subscribe_and_unsubscribe_frames() -> None:
 
 
 def test_ticker_channel_from_config() -> None:
-    coinbase = Coinbase({"channel": "ticker", "url": "ws://127.0.0.1:1"})
+    coinbase = Coinbase({"channel": "ticker"})
     assert json.loads(coinbase.subscribe_frames(["BTC-USD"])[0])["channels"] == [
         "ticker",
         "heartbeat",
     ]
-    assert coinbase.connect_url() == "ws://127.0.0.1:1"
-    assert Coinbase().connect_url() == Coinbase.url
-
-
-def test_unknown_channel_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="channel"):
-        Coinbase({"channel": "level2"})
-
-
-def test_hook_and_entry_point() -> None:
-    assert list(triggerbook_exchanges()) == [Coinbase]
-    names = {ep.name: ep.value for ep in entry_points(group="triggerbook")}
-    assert names.get("coinbase") == "triggerbook_coinbase"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from importlib.metadata import entry_points
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from triggerbook_finnhub import Finnhub, triggerbook_exchanges
+from triggerbook_finnhub import Finnhub
 
-from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.errors import ConfigError, SubscriptionRejected
+from engine.feeds.parsing import edit_frame
+from engine.feeds.testing import check_bad_frames, check_parse
 from engine.model import Tick
 
 FRAMES = (Path(__file__).parent / "data" / "finnhub.jsonl").read_text().splitlines()
@@ -22,8 +24,8 @@ def _tick(symbol: str, price: str, ms: int) -> Tick:
     return Tick("finnhub", symbol, Decimal(price), ms, RECEIVED)
 
 
-# One entry per line of finnhub.jsonl: the ticks that line must give (None: it raises).
-EXPECTED: list[list[Tick] | None] = [
+# One entry per line of finnhub.jsonl but the last (an error): the ticks that line gives.
+EXPECTED: list[list[Tick]] = [
     [_tick("BINANCE:BTCUSDT", "7296.89", 1575526691134)],
     [],  # ping
     [
@@ -31,28 +33,22 @@ EXPECTED: list[list[Tick] | None] = [
         _tick("AAPL", "129.58", 1672348887666),
         _tick("AAPL", "129.575", 1672348887785),
     ],
-    None,  # error
 ]
+*DATA, ERROR = FRAMES
 
 
-def test_every_recorded_line_has_an_expectation() -> None:
-    assert len(FRAMES) == len(EXPECTED)
-
-
-@pytest.mark.parametrize(("index", "frame"), list(enumerate(FRAMES)))
-def test_recorded_frames_give_exact_ticks(index: int, frame: str) -> None:
-    finnhub = Finnhub()
-    expected = EXPECTED[index]
-    if expected is None:
-        with pytest.raises(SubscriptionRejected) as info:
-            finnhub.parse(frame, RECEIVED)
-        assert info.value.reason == "Subscribing to too many symbols"
-        assert info.value.symbols == ()
-        return
-    ticks = finnhub.parse(frame, RECEIVED)
-    assert ticks == expected
+@pytest.mark.parametrize(("frame", "expected"), list(zip(DATA, EXPECTED, strict=True)))
+def test_recorded_frames_give_exact_ticks(frame: str, expected: list[Tick]) -> None:
+    assert Finnhub().parse(frame, RECEIVED) == expected
     # 129.575 stays 129.575 (a float would be 129.57499999999998863...)
-    assert [str(t.price) for t in ticks] == [str(t.price) for t in expected]
+    check_parse(Finnhub(), [frame], expected)
+
+
+def test_the_recorded_error_rejects_with_finnhubs_words() -> None:
+    with pytest.raises(SubscriptionRejected) as info:
+        Finnhub().parse(ERROR, RECEIVED)
+    assert info.value.reason == "Subscribing to too many symbols"
+    assert info.value.symbols == ()
 
 
 def test_an_error_without_words_still_rejects() -> None:
@@ -60,12 +56,8 @@ def test_an_error_without_words_still_rejects() -> None:
         Finnhub().parse('{"type": "error"}', 0)
 
 
-def _trade(**fields: object) -> str:
-    frame = json.loads(FRAMES[0])
-    item = frame["data"][0]
-    item.update(fields)
-    frame["data"][0] = {k: v for k, v in item.items() if v is not None}
-    return json.dumps(frame)
+# The recorded trade with some fields of its entry changed (None removes one).
+_trade = partial(edit_frame, FRAMES[0], ("data", 0))
 
 
 @pytest.mark.parametrize(
@@ -94,9 +86,7 @@ def _trade(**fields: object) -> str:
     ],
 )
 def test_garbage_raises_bad_frame_of_its_kind(frame: str | bytes, kind: str) -> None:
-    with pytest.raises(BadFrame) as info:
-        Finnhub().parse(frame, 0)
-    assert info.value.kind == kind
+    assert check_bad_frames(Finnhub(), [frame]) == [kind]
 
 
 def test_a_trade_without_time_has_exchange_time_zero() -> None:
@@ -147,12 +137,6 @@ def test_enabled_without_token_is_a_config_error() -> None:
         Finnhub({"enabled": True, "token": ""})
     Finnhub({"enabled": False})  # a disabled feed needs no token
     Finnhub()
-
-
-def test_hook_and_entry_point() -> None:
-    assert list(triggerbook_exchanges()) == [Finnhub]
-    names = {ep.name: ep.value for ep in entry_points(group="triggerbook")}
-    assert names.get("finnhub") == "triggerbook_finnhub"
 
 
 def test_an_operator_enables_it_with_a_token_from_the_environment(tmp_path: Path) -> None:

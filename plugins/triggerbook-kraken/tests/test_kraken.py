@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from importlib.metadata import entry_points
+from functools import partial
 from pathlib import Path
 
 import pytest
-from triggerbook_kraken import Kraken, triggerbook_exchanges
+from triggerbook_kraken import Kraken
 
-from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.errors import SubscriptionRejected
+from engine.feeds.parsing import edit_frame
+from engine.feeds.testing import check_bad_frames, check_parse
 from engine.model import Tick
 
 FRAMES = (Path(__file__).parent / "data" / "kraken.jsonl").read_text().splitlines()
 RECEIVED = 987_654_321
 ALGO = Tick("kraken", "ALGO/USD", Decimal("0.10035"), 1695632671742, RECEIVED)
 
-# One entry per line of kraken.jsonl: the ticks that line must give (None: it raises).
-EXPECTED: list[list[Tick] | None] = [
+# One entry per line of kraken.jsonl but the last (a failed subscribe): the ticks that line gives.
+EXPECTED: list[list[Tick]] = [
     [],  # status
     [],  # trade subscribe ack
     [],  # trade snapshot: history, not a price now
@@ -29,28 +31,22 @@ EXPECTED: list[list[Tick] | None] = [
     [ALGO],  # ticker update
     [],  # pong
     [],  # unsubscribe ack
-    None,  # failed subscribe
 ]
+*DATA, FAILED = FRAMES
 
 
-def test_every_recorded_line_has_an_expectation() -> None:
-    assert len(FRAMES) == len(EXPECTED)
-
-
-@pytest.mark.parametrize(("index", "frame"), list(enumerate(FRAMES)))
-def test_recorded_frames_give_exact_ticks(index: int, frame: str) -> None:
-    kraken = Kraken()
-    expected = EXPECTED[index]
-    if expected is None:
-        with pytest.raises(SubscriptionRejected) as info:
-            kraken.parse(frame, RECEIVED)
-        assert info.value.symbols == ("FOO/USD",)
-        assert "Currency pair not supported" in info.value.reason
-        return
-    ticks = kraken.parse(frame, RECEIVED)
-    assert ticks == expected
+@pytest.mark.parametrize(("frame", "expected"), list(zip(DATA, EXPECTED, strict=True)))
+def test_recorded_frames_give_exact_ticks(frame: str, expected: list[Tick]) -> None:
+    assert Kraken().parse(frame, RECEIVED) == expected
     # JSON numbers keep their digits: 0.5117, not 0.51170000000000004
-    assert [str(t.price) for t in ticks] == [str(t.price) for t in expected]
+    check_parse(Kraken(), [frame], expected)
+
+
+def test_the_recorded_failed_subscribe_names_the_pair() -> None:
+    with pytest.raises(SubscriptionRejected) as info:
+        Kraken().parse(FAILED, RECEIVED)
+    assert info.value.symbols == ("FOO/USD",)
+    assert "Currency pair not supported" in info.value.reason
 
 
 def test_a_trade_frame_with_many_trades_gives_a_tick_each() -> None:
@@ -82,12 +78,8 @@ def test_a_failed_request_without_symbol_or_words_still_rejects() -> None:
     assert info.value.reason == "request failed"
 
 
-def _update(**fields: object) -> str:
-    frame = json.loads(FRAMES[3])
-    item = frame["data"][0]
-    item.update(fields)
-    frame["data"][0] = {k: v for k, v in item.items() if v is not None}
-    return json.dumps(frame)
+# The recorded trade update with some fields of its entry changed (None removes one).
+_update = partial(edit_frame, FRAMES[3], ("data", 0))
 
 
 @pytest.mark.parametrize(
@@ -118,9 +110,7 @@ def _update(**fields: object) -> str:
     ],
 )
 def test_garbage_raises_bad_frame_of_its_kind(frame: str | bytes, kind: str) -> None:
-    with pytest.raises(BadFrame) as info:
-        Kraken().parse(frame, 0)
-    assert info.value.kind == kind
+    assert check_bad_frames(Kraken(), [frame]) == [kind]
 
 
 def test_a_trade_without_timestamp_has_exchange_time_zero_and_integer_prices_are_exact() -> None:
@@ -174,19 +164,3 @@ def test_ping_every_thirty_seconds() -> None:
     kraken = Kraken()
     assert kraken.heartbeat_interval_s == 30.0
     assert json.loads(kraken.heartbeat_frame()) == {"method": "ping"}
-
-
-def test_unknown_channel_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="channel"):
-        Kraken({"channel": "book"})
-
-
-def test_url_from_config() -> None:
-    assert Kraken({"url": "ws://127.0.0.1:9/v2"}).connect_url() == "ws://127.0.0.1:9/v2"
-    assert Kraken().connect_url() == "wss://ws.kraken.com/v2"
-
-
-def test_hook_and_entry_point() -> None:
-    assert list(triggerbook_exchanges()) == [Kraken]
-    names = {ep.name: ep.value for ep in entry_points(group="triggerbook")}
-    assert names.get("kraken") == "triggerbook_kraken"

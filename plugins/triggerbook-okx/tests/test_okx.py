@@ -4,46 +4,42 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from importlib.metadata import entry_points
+from functools import partial
 from pathlib import Path
 
 import pytest
-from triggerbook_okx import Okx, triggerbook_exchanges
+from triggerbook_okx import Okx
 
-from engine.errors import BadFrame, ConfigError, SubscriptionRejected
+from engine.errors import SubscriptionRejected
+from engine.feeds.parsing import edit_frame
+from engine.feeds.testing import check_bad_frames, check_parse
 from engine.model import Tick
 
 FRAMES = (Path(__file__).parent / "data" / "okx.jsonl").read_text().splitlines()
 RECEIVED = 42
 
-# One entry per line of okx.jsonl: the ticks that line must give (None: it raises).
-EXPECTED: list[list[Tick] | None] = [
+# One entry per line of okx.jsonl but the last (an error reply): the ticks that line gives.
+EXPECTED: list[list[Tick]] = [
     [],  # subscribe reply
     [Tick("okx", "BTC-USDT", Decimal("42219.9"), 1630048897897, RECEIVED)],
     [Tick("okx", "BTC-USDT", Decimal("9999.99"), 1597026383085, RECEIVED)],
     [],  # unsubscribe reply
     [],  # notice: the server closes later and the runner reconnects
-    None,  # error
 ]
+*DATA, ERROR = FRAMES
 
 
-def test_every_recorded_line_has_an_expectation() -> None:
-    assert len(FRAMES) == len(EXPECTED)
+@pytest.mark.parametrize(("frame", "expected"), list(zip(DATA, EXPECTED, strict=True)))
+def test_recorded_frames_give_exact_ticks(frame: str, expected: list[Tick]) -> None:
+    assert Okx().parse(frame, RECEIVED) == expected
+    check_parse(Okx(), [frame], expected)
 
 
-@pytest.mark.parametrize(("index", "frame"), list(enumerate(FRAMES)))
-def test_recorded_frames_give_exact_ticks(index: int, frame: str) -> None:
-    okx = Okx()
-    expected = EXPECTED[index]
-    if expected is None:
-        with pytest.raises(SubscriptionRejected) as info:
-            okx.parse(frame, RECEIVED)
-        assert info.value.symbols == ("LTC-USD-200327",)
-        assert info.value.reason.startswith("60012 Invalid request")
-        return
-    ticks = okx.parse(frame, RECEIVED)
-    assert ticks == expected
-    assert [str(t.price) for t in ticks] == [str(t.price) for t in expected]
+def test_the_recorded_error_names_the_instrument() -> None:
+    with pytest.raises(SubscriptionRejected) as info:
+        Okx().parse(ERROR, RECEIVED)
+    assert info.value.symbols == ("LTC-USD-200327",)
+    assert info.value.reason.startswith("60012 Invalid request")
 
 
 @pytest.mark.parametrize("frame", ["pong", b"pong"])
@@ -87,12 +83,8 @@ def test_a_push_with_many_trades_gives_a_tick_each() -> None:
     ]
 
 
-def _trade(**fields: object) -> str:
-    frame = json.loads(FRAMES[1])
-    item = frame["data"][0]
-    item.update(fields)
-    frame["data"][0] = {k: v for k, v in item.items() if v is not None}
-    return json.dumps(frame)
+# The recorded trades push with some fields of its entry changed (None removes one).
+_trade = partial(edit_frame, FRAMES[1], ("data", 0))
 
 
 @pytest.mark.parametrize(
@@ -124,9 +116,7 @@ def _trade(**fields: object) -> str:
     ],
 )
 def test_garbage_raises_bad_frame_of_its_kind(frame: str | bytes, kind: str) -> None:
-    with pytest.raises(BadFrame) as info:
-        Okx().parse(frame, 0)
-    assert info.value.kind == kind
+    assert check_bad_frames(Okx(), [frame]) == [kind]
 
 
 def test_numeric_ts_and_missing_ts() -> None:
@@ -184,19 +174,3 @@ def test_ping_text_heartbeat_within_thirty_seconds() -> None:
 
 def test_request_rate_is_480_an_hour() -> None:
     assert Okx.max_messages_per_second * 3600 == pytest.approx(480)
-
-
-def test_unknown_channel_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="channel"):
-        Okx({"channel": "books"})
-
-
-def test_url_from_config() -> None:
-    assert Okx({"url": "ws://127.0.0.1:5/ws"}).connect_url() == "ws://127.0.0.1:5/ws"
-    assert Okx().connect_url() == "wss://ws.okx.com:8443/ws/v5/public"
-
-
-def test_hook_and_entry_point() -> None:
-    assert list(triggerbook_exchanges()) == [Okx]
-    names = {ep.name: ep.value for ep in entry_points(group="triggerbook")}
-    assert names.get("okx") == "triggerbook_okx"
