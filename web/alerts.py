@@ -8,6 +8,7 @@ only to its owner: any other id is a 404, whether it exists or not.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +18,7 @@ from quart import Response, request
 from engine.errors import NotFound, ValidationFailed
 from engine.model import Alert, AlertStatus, Direction, RemoveTrigger
 from web import validation as v
+from web.batcher import Row
 from web.spec import (
     STATUS,
     STR,
@@ -94,15 +96,25 @@ def _direction(
     return Direction.ABOVE if target >= tick.price else Direction.BELOW
 
 
-async def _create(state: State, user_id: int, body: dict[str, Any]) -> Alert:
+def parse_create(state: State, user_id: int, body: dict[str, Any]) -> Row:
+    """The row a create body asks for; raises :class:`ValidationFailed` naming the field."""
     exchange = exchange_name(state, body)
     symbol = symbol_name(state, exchange, body["symbol"])
     target = v.price(body["target_price"])
     direction = _direction(state, body, exchange, symbol, target)
     name = v.string(body, "name", max_length=v.NAME_MAX).strip() if "name" in body else ""
-    # Committed with whatever other creates are in flight (web/batcher.py), then in the book.
+    return (user_id, exchange, symbol, target, direction, name)
+
+
+async def write_create(state: State, row: Row) -> Alert:
+    """Commit the alert (with whatever other creates are in flight, web/batcher.py), then it is
+    in the book. Shielded: a client that hangs up cannot split the pair."""
     with trio.CancelScope(shield=True):
-        return await state.creates.create(user_id, exchange, symbol, target, direction, name)
+        return await state.creates.create(*row)
+
+
+async def _create(state: State, user_id: int, body: dict[str, Any]) -> Alert:
+    return await write_create(state, parse_create(state, user_id, body))
 
 
 async def create_alert(state: State, user_id: int) -> Response:
@@ -173,7 +185,17 @@ async def delete_alert(state: State, user_id: int, alert_id: int) -> Response:
 
 async def list_alerts(state: State, user_id: int) -> Response:
     """The owner's alerts, newest first (then highest id), filtered and paginated."""
-    query = request.args
+    payload = await alert_page(state, user_id, request.args, request.base_url)
+    return json_response(state, payload)
+
+
+async def alert_page(
+    state: State, user_id: int, query: Mapping[str, str], base_url: str
+) -> dict[str, Any]:
+    """The body of a list response for ``query`` (first value per name) at ``base_url``.
+
+    Raises :class:`ValidationFailed` for an unknown or malformed parameter.
+    """
     v.check_query(query, LIST_QUERY)
     page, size = v.page_params(query)
     status = query.get("status")
@@ -197,11 +219,13 @@ async def list_alerts(state: State, user_id: int) -> Response:
         limit=size,
         offset=(page - 1) * size,
     )
-    nxt, prev = page_links(page, size, count)
-    return json_response(
-        state,
-        {"count": count, "next": nxt, "previous": prev, "results": [alert_view(a) for a in alerts]},
-    )
+    nxt, prev = page_links(page, size, count, base_url, query)
+    return {
+        "count": count,
+        "next": nxt,
+        "previous": prev,
+        "results": [alert_view(a) for a in alerts],
+    }
 
 
 LIST_PARAMS = (

@@ -20,6 +20,7 @@ from engine.errors import ApiError, Conflict, StoreUnavailable
 from web import accounts, alerts, ops, prices
 from web.auth import ACCESS, AttemptLimiter, PasswordHasher, TokenCodec, bearer_token
 from web.batcher import CreateBatcher
+from web.fastlane import FastLane
 from web.openapi import build_spec
 from web.problems import INTERNAL, from_error, from_http, problem
 from web.spec import Route
@@ -60,6 +61,8 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
 
     Serve it with :func:`web.server.run_web`, which also runs the app's create batcher
     (``app.extensions["triggerbook"].creates``): without it an alert create would wait forever.
+    The server serves ``app.extensions["triggerbook.asgi"]``: the app behind its fast lane
+    (``web/fastlane.py``).
     """
     settings = settings or WebSettings()
     app = QuartTrio(__name__, static_folder=None)
@@ -88,6 +91,7 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
     app.extensions["triggerbook"] = state
     app.extensions["triggerbook.routes"] = routes
     _install_error_handlers(app)
+    app.extensions["triggerbook.asgi"] = FastLane(app, state, error_response, settings.max_body)
     metrics = ctx.metrics
 
     @app.after_request
@@ -99,30 +103,21 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
     return app
 
 
-def _install_error_handlers(app: QuartTrio) -> None:
-    @app.errorhandler(ApiError)
-    async def api_error(error: ApiError) -> Response:
+def error_response(error: BaseException, method: str, path: str) -> Response:
+    """The answer to an error a handler raised: ours by class, the framework's by status,
+    anything else a 500 whose cause is logged (the app's error handlers and the fast lane)."""
+    if isinstance(error, ApiError | Conflict):
         return from_error(error)
-
-    @app.errorhandler(Conflict)
-    async def conflict(error: Conflict) -> Response:
+    if isinstance(error, StoreUnavailable):
+        log.warning("store unavailable during %s %s: %s", method, path, error)
         return from_error(error)
-
-    @app.errorhandler(StoreUnavailable)
-    async def unavailable(error: StoreUnavailable) -> Response:
-        log.warning("store unavailable during %s %s: %s", request.method, request.path, error)
-        return from_error(error)
-
-    @app.errorhandler(HTTPException)
-    async def http_error(error: HTTPException) -> Response:
+    if isinstance(error, HTTPException):
         return from_http(error)
+    log.error("500 on %s %s", method, path, exc_info=(type(error), error, error.__traceback__))
+    return problem(INTERNAL, "the server failed to handle this request; it has been logged")
 
+
+def _install_error_handlers(app: QuartTrio) -> None:
     @app.errorhandler(Exception)
-    async def internal(error: Exception) -> Response:
-        log.error(
-            "500 on %s %s",
-            request.method,
-            request.path,
-            exc_info=(type(error), error, error.__traceback__),
-        )
-        return problem(INTERNAL, "the server failed to handle this request; it has been logged")
+    async def handle(error: Exception) -> Response:
+        return error_response(error, request.method, request.path)

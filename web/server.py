@@ -96,7 +96,10 @@ async def run_web(
                 async with trio.open_nursery() as batching:
                     await batching.start(state.creates.run)
                     await serve(
-                        app, hconfig, shutdown_trigger=shutdown.wait, task_status=task_status
+                        app.extensions["triggerbook.asgi"],
+                        hconfig,
+                        shutdown_trigger=shutdown.wait,
+                        task_status=task_status,
                     )
                     batching.cancel_scope.cancel()
 

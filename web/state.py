@@ -3,6 +3,7 @@ the two request helpers every JSON route uses (read a body, write a response).""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -87,13 +88,25 @@ def json_response(state: State, payload: Any, status: int = 200) -> Response:
     return Response(state.encoder.encode(payload), status=status, content_type="application/json")
 
 
-def page_links(page: int, size: int, count: int) -> tuple[str | None, str | None]:
-    """Absolute ``next`` and ``previous`` links for a page of ``size`` out of ``count``."""
+def page_links(
+    page: int,
+    size: int,
+    count: int,
+    base: str | None = None,
+    args: Mapping[str, str] | None = None,
+) -> tuple[str | None, str | None]:
+    """Absolute ``next`` and ``previous`` links for a page of ``size`` out of ``count``.
+
+    ``base`` (the URL without its query) and ``args`` (the query, first value per name) default
+    to the current request's.
+    """
     last = max(1, -(-count // size))
-    base = request.base_url
+    base = request.base_url if base is None else base
+    items = request.args.items() if args is None else args.items()
+    kept = [(k, val) for k, val in items if k != "page"]
 
     def link(number: int) -> str:
-        query = {k: val for k, val in request.args.items() if k != "page"}
+        query = dict(kept)
         query["page"] = str(number)
         return f"{base}?{urlencode(query)}"
 

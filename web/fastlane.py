@@ -1,0 +1,186 @@
+"""The fast lane: the two hottest requests served without Quart's per-request machinery.
+
+Measured under load (benchmarks/api_load.py), Quart's request and app contexts, routing, hooks
+and response wrapper cost about as much CPU as hypercorn's HTTP handling itself. ``FastLane`` is
+an ASGI wrapper in front of the Quart app that answers the common, well-formed case of
+``POST /api/alerts`` and ``GET /api/alerts`` directly, with the same handler code (validation,
+the create batcher, the listing) and the same response bytes. Anything else goes to the Quart
+app unchanged: every other route, another method, a ``root_path``, a repeated header, a
+missing or refused token, a body that is not a small declared-length JSON object, a query
+beyond ``page``/``page_size`` digits, and every validation error. A request handed over after
+its body was read gets that body replayed, so Quart sees the request exactly as sent and
+answers with its usual problem+json. Nothing is written before the hand-over point, so no
+request is ever handled twice with effect.
+
+After the write of a create, errors are answered here with the app's own responses
+(``web.app.error_response``). Every response is counted in ``http_requests`` as the app does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from werkzeug.sansio.utils import get_current_url, get_host
+
+from engine.errors import ApiError, StoreUnavailable
+from web import alerts
+from web import validation as v
+from web.auth import ACCESS, bearer_token
+from web.state import State
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PATH = "/api/alerts"
+JSON = b"application/json"
+# The only list queries taken here: page and/or page_size, once each, as plain digits.
+SIMPLE_QUERY = re.compile(rb"(?:(?:page|page_size)=[0-9]{1,9})(?:&(?:page|page_size)=[0-9]{1,9})?")
+ERROR_HOOK = Callable[[BaseException, str, str], Any]
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+
+
+class _HandOver(Exception):
+    """The request is not the common case: let the Quart app answer it."""
+
+
+class FastLane:
+    """ASGI app: the fast lane for the hottest requests, in front of ``app`` (see above)."""
+
+    def __init__(
+        self, app: ASGIApp, state: State, error_response: ERROR_HOOK, max_body: int
+    ) -> None:
+        self._app = app
+        self._state = state
+        self._error_response = error_response
+        self._max_body = max_body
+        self._count = state.ctx.metrics.http_requests.inc
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PATH
+            or scope.get("root_path", "")
+            or scope["method"] not in ("GET", "POST")
+        ):
+            await self._app(scope, receive, send)
+            return
+        received: list[Message] = []
+        try:
+            headers = _headers(scope)
+            user_id = self._user(headers)
+            if scope["method"] == "GET":
+                status, headers, body = await self._list(scope, headers, user_id)
+            else:
+                status, headers, body = await self._create(headers, user_id, receive, received)
+        except _HandOver:
+            await self._app(scope, _replay(received, receive), send)
+            return
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        self._count(method=scope["method"], status=str(status))
+
+    def _user(self, headers: dict[bytes, bytes]) -> int:
+        raw = headers.get(b"authorization")
+        if raw is None:
+            raise _HandOver
+        try:
+            return self._state.tokens.verify(bearer_token(raw.decode("latin-1")), ACCESS).user_id
+        except ApiError:
+            raise _HandOver from None
+
+    async def _list(self, scope: Scope, headers: dict[bytes, bytes], user_id: int) -> Answer:
+        raw = scope["query_string"]
+        host = headers.get(b"host")
+        if host is None or (raw and not SIMPLE_QUERY.fullmatch(raw)):
+            raise _HandOver
+        pairs = [pair.split("=", 1) for pair in raw.decode("ascii").split("&")] if raw else []
+        query = dict(pairs)
+        if len(query) != len(pairs):  # a repeated name: the app takes the first, as werkzeug does
+            raise _HandOver
+        scheme = scope["scheme"]
+        # werkzeug's request.base_url, from the same parts of the scope
+        base = get_current_url(
+            scheme, get_host(scheme, host.decode("latin-1"), scope.get("server")), "", PATH
+        )
+        try:
+            payload = await alerts.alert_page(self._state, user_id, query, base)
+        except (ApiError, StoreUnavailable):
+            raise _HandOver from None  # the app answers (and logs) it as usual; nothing changed
+        return _json(200, self._state.encoder.encode(payload))
+
+    async def _create(
+        self, headers: dict[bytes, bytes], user_id: int, receive: Receive, received: list[Message]
+    ) -> Answer:
+        content_type = headers.get(b"content-type")
+        length = headers.get(b"content-length")
+        if (
+            content_type is None
+            or content_type.split(b";", 1)[0].strip().lower() != JSON
+            or length is None
+            or not length.isdigit()
+            or not 0 < int(length) <= self._max_body
+        ):
+            raise _HandOver
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            received.append(message)
+            if message["type"] != "http.request":
+                raise _HandOver
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if len(body) != int(length):
+            raise _HandOver
+        try:
+            parsed = v.parse_json_object(body)
+            v.check_fields(
+                parsed,
+                required=("symbol", "target_price"),
+                optional=("direction", "exchange", "name"),
+            )
+            row = alerts.parse_create(self._state, user_id, parsed)
+        except ApiError:
+            raise _HandOver from None
+        # Past this point the request has an effect: errors are answered here, as the app would.
+        try:
+            alert = await alerts.write_create(self._state, row)
+        except Exception as error:  # answered (and logged) like the app's handlers, not hidden
+            response = self._error_response(error, "POST", PATH)
+            headers = [(k.lower().encode(), val.encode()) for k, val in response.headers.items()]
+            return response.status_code, headers, await response.get_data()
+        return _json(201, self._state.encoder.encode(alerts.alert_view(alert)))
+
+
+def _json(status: int, body: bytes) -> Answer:
+    headers = [(b"content-type", JSON), (b"content-length", str(len(body)).encode())]
+    return status, headers, body
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request headers by lower-case name; a repeated header this lane reads hands over."""
+    out: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        key = name.lower()
+        if key in out and key in (b"authorization", b"content-type", b"content-length", b"host"):
+            raise _HandOver
+        out[key] = value
+    return out
+
+
+def _replay(received: list[Message], receive: Receive) -> Receive:
+    """``receive`` that first gives back the messages the lane already took."""
+    pending = list(received)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
