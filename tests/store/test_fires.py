@@ -203,3 +203,12 @@ async def test_pending_outbox_is_due_undelivered_oldest_first(store: Store) -> N
         await store.mark_failed(third.id, "x" * 5000, datetime.now(UTC) - timedelta(seconds=1))
         (again,) = await store.pending_outbox()
         assert again.id == third.id and again.attempts == 1 and again.last_error == "x" * 2000
+
+
+async def test_an_alert_twice_in_one_batch_is_queued_once_per_channel(store: Store) -> None:
+    with trio.fail_after(10):
+        alerts = await _alerts(store, 2)
+        first, again = _fire(alerts, "150"), _fire(alerts[:1], "151")
+        assert await store.record_fires([first, again], CHANNELS) == [a.id for a in alerts]
+        rows = await _outbox(store)
+        assert [(r[0], r[1]) for r in rows] == [(a.id, c) for a in alerts for c in CHANNELS]
