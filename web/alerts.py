@@ -211,14 +211,18 @@ async def alert_page(
             if exchange
             else v.symbol(query["symbol"]).upper()
         )
-    count, alerts = await state.ctx.store.list_alerts(
-        user_id,
-        status=None if status is None else AlertStatus(status),
-        symbol=symbol,
-        exchange=exchange,
-        limit=size,
-        offset=(page - 1) * size,
-    )
+    if status is None and symbol is None and exchange is None:
+        # the common case, read with other owners' pages in one statement (web/batcher.py)
+        count, alerts = await state.lists.page(user_id, size, (page - 1) * size)
+    else:
+        count, alerts = await state.ctx.store.list_alerts(
+            user_id,
+            status=None if status is None else AlertStatus(status),
+            symbol=symbol,
+            exchange=exchange,
+            limit=size,
+            offset=(page - 1) * size,
+        )
     nxt, prev = page_links(page, size, count, base_url, query)
     return {
         "count": count,

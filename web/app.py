@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 from engine.errors import ApiError, Conflict, StoreUnavailable
 from web import accounts, alerts, ops, prices
 from web.auth import ACCESS, AttemptLimiter, PasswordHasher, TokenCodec, bearer_token
-from web.batcher import CreateBatcher
+from web.batcher import CreateBatcher, ListBatcher
 from web.fastlane import FastLane
 from web.openapi import build_spec
 from web.problems import INTERNAL, from_error, from_http, problem
@@ -59,8 +59,9 @@ def _view(state: State, route: Route) -> Any:
 def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None) -> QuartTrio:
     """The application for one engine; ``secret`` signs tokens (see ``auth.resolve_secret``).
 
-    Serve it with :func:`web.server.run_web`, which also runs the app's create batcher
-    (``app.extensions["triggerbook"].creates``): without it an alert create would wait forever.
+    Serve it with :func:`web.server.run_web`, which also runs the app's batchers
+    (``app.extensions["triggerbook"].creates`` and ``.lists``): without them an alert create or
+    an unfiltered list would wait forever.
     The server serves ``app.extensions["triggerbook.asgi"]``: the app behind its fast lane
     (``web/fastlane.py``).
     """
@@ -78,6 +79,7 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
         by_user=AttemptLimiter(settings.login_per_user, settings.login_window_s),
         by_address=AttemptLimiter(settings.login_per_address, settings.login_window_s),
         creates=CreateBatcher(ctx.store, ctx.commands),
+        lists=ListBatcher(ctx.store),
     )
     state.openapi = msgspec.json.encode(build_spec(routes))
     for route in routes:

@@ -1,27 +1,32 @@
-"""Group commit for alert creates: concurrent creates share one INSERT, one commit, one bridge hop.
+"""Group commit for alert creates, and grouped reads for alert lists: one statement per batch.
 
-Every create is a round trip to Postgres, a commit (an fsync) and a Trio/asyncio bridge crossing;
-under load those dominate a create's cost. :class:`CreateBatcher` is a small actor: requests put
-their row on its channel and wait; the actor takes whatever has queued up (at most
-``max_batch``), writes it with :meth:`Store.create_alerts`, sends each trigger to the book, and
-only then answers each request. So the write-through contract holds: a request gets its alert
-(and its 201) only once the row is committed and the trigger is on its way to the book. An idle
-server writes a lone create at once: nothing waits for a batch to fill.
+Every store call is a round trip to Postgres and a Trio/asyncio bridge crossing, and every create
+a commit (an fsync); under load those dominate a request's cost. A :class:`Batcher` is a small
+actor: requests put their item on its channel and wait; the actor takes whatever has queued up
+(at most ``max_batch``), runs the whole batch as one store call, and answers each request.
+An idle server runs a lone request at once: nothing waits for a batch to fill.
+
+:class:`CreateBatcher`: the batch is one INSERT (:meth:`Store.create_alerts`), then each trigger
+is sent to the book, and only then is each request answered. So the write-through contract
+holds: a request gets its alert (and its 201) only once the row is committed and the trigger is
+on its way to the book. :class:`ListBatcher`: unfiltered pages of many owners in one SELECT
+(:meth:`Store.list_alert_pages`); a page reflects every create answered before it was asked for.
 
 A batch that fails as a whole for a reason other than an unavailable store (a row the database
-refuses, e.g. an owner that no longer exists) is retried one row at a time, so one bad row never
-fails its neighbours; each request gets its own alert or its own error.
+refuses, e.g. an owner that no longer exists) is retried one item at a time, so one bad item
+never fails its neighbours; each request gets its own answer or its own error.
 
-Cancellation: the write and the book sends of a batch run shielded (a committed alert must
+Cancellation: a batch and its follow-up (the book sends) run shielded (a committed alert must
 reach the book). A caller that is cancelled while waiting loses only its answer. Cancelling
-:meth:`run` fails the requests still queued with :class:`StoreUnavailable`.
+:meth:`Batcher.run` fails the requests still queued with :class:`StoreUnavailable`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import trio
 
@@ -32,20 +37,98 @@ if TYPE_CHECKING:
     from engine.store import Store
 
 Row = tuple[int, str, str, Decimal, Direction, str]
+Page = tuple[int, list[Alert]]
 MAX_BATCH = 256
 QUEUE_SIZE = 1024
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 @dataclass(eq=False, slots=True)
-class _Pending:
-    row: Row
+class _Pending(Generic[Item, Result]):
+    item: Item
     done: trio.Event = field(default_factory=trio.Event)
-    alert: Alert | None = None
+    result: Result | None = None
     error: BaseException | None = None
 
 
-class CreateBatcher:
-    """Batches concurrent :meth:`create` calls into one store write each; run :meth:`run`."""
+class Batcher(Generic[Item, Result]):
+    """Runs concurrent :meth:`submit` calls as batches of ``run_batch``; run :meth:`run`.
+
+    ``run_batch(items)`` returns one result per item, in order; ``follow_up(result)``, when
+    given, runs for each result (in order) before its request is answered.
+    """
+
+    def __init__(
+        self,
+        run_batch: Callable[[Sequence[Item]], Awaitable[list[Result]]],
+        follow_up: Callable[[Result], Awaitable[None]] | None = None,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._run_batch = run_batch
+        self._follow_up = follow_up
+        self._max_batch = max_batch
+        self._send, self._receive = trio.open_memory_channel[_Pending[Item, Result]](QUEUE_SIZE)
+
+    async def submit(self, item: Item) -> Result:
+        """``item``'s result. Raises what the store call raised for it, and
+        :class:`StoreUnavailable` when the batcher has stopped."""
+        pending: _Pending[Item, Result] = _Pending(item)
+        try:
+            await self._send.send(pending)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise StoreUnavailable("the server is shutting down") from None
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result  # type: ignore[return-value]  # set with done when no error
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run batches until cancelled; then fail whatever is still queued."""
+        task_status.started()
+        try:
+            async for first in self._receive:
+                batch = [first]
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._receive.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                with trio.CancelScope(shield=True):
+                    await self._run(batch)
+        finally:
+            self._send.close()
+            while True:
+                try:
+                    left = self._receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                left.error = StoreUnavailable("the server is shutting down")
+                left.done.set()
+
+    async def _run(self, batch: list[_Pending[Item, Result]]) -> None:
+        # Any error is handed to the request(s) it belongs to, which re-raise it (a 503 or a
+        # logged 500, as without batching): nothing is swallowed here.
+        try:
+            results = await self._run_batch([p.item for p in batch])
+        except Exception as exc:  # delivered to the requests, re-raised there
+            if len(batch) == 1 or isinstance(exc, StoreUnavailable):
+                for pending in batch:
+                    pending.error = exc
+                    pending.done.set()
+                return
+            for pending in batch:
+                await self._run([pending])
+            return
+        for pending, result in zip(batch, results, strict=True):
+            if self._follow_up is not None:
+                await self._follow_up(result)
+            pending.result = result
+            pending.done.set()
+
+
+class CreateBatcher(Batcher[Row, Alert]):
+    """Alert creates, committed together, each trigger then sent to the book (see above)."""
 
     def __init__(
         self,
@@ -53,10 +136,13 @@ class CreateBatcher:
         commands: trio.MemorySendChannel[BookCommand],
         max_batch: int = MAX_BATCH,
     ) -> None:
-        self._store = store
-        self._commands = commands
-        self._max_batch = max_batch
-        self._send, self._receive = trio.open_memory_channel[_Pending](QUEUE_SIZE)
+        async def to_book(alert: Alert) -> None:
+            await commands.send(AddTrigger(alert.trigger()))
+
+        async def write(rows: Sequence[Row]) -> list[Alert]:
+            return await store.create_alerts(rows)
+
+        super().__init__(write, to_book, max_batch)
 
     async def create(
         self,
@@ -73,62 +159,18 @@ class CreateBatcher:
         when the database cannot be reached, the driver's error for a row it refuses), and
         :class:`StoreUnavailable` when the batcher has stopped.
         """
-        pending = _Pending((owner_id, exchange, symbol, target_price, direction, name))
-        try:
-            await self._send.send(pending)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise StoreUnavailable("the server is shutting down") from None
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.alert is not None
-        return pending.alert
+        return await self.submit((owner_id, exchange, symbol, target_price, direction, name))
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Write batches until cancelled; then fail whatever is still queued."""
-        task_status.started()
-        try:
-            async for first in self._receive:
-                batch = [first]
-                while len(batch) < self._max_batch:
-                    try:
-                        batch.append(self._receive.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                with trio.CancelScope(shield=True):
-                    await self._write(batch)
-        finally:
-            self._send.close()
-            while True:
-                try:
-                    left = self._receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                left.error = StoreUnavailable("the server is shutting down")
-                left.done.set()
 
-    async def _write(self, batch: list[_Pending]) -> None:
-        # Any error is handed to the request(s) it belongs to, which re-raise it (a 503 or a
-        # logged 500, as for a create that is not batched): nothing is swallowed here.
-        try:
-            alerts = await self._store.create_alerts([p.row for p in batch])
-        except Exception as exc:  # delivered to the requests, re-raised there
-            if len(batch) == 1 or isinstance(exc, StoreUnavailable):
-                self._fail(batch, exc)
-                return
-            for pending in batch:
-                await self._write([pending])
-            return
-        await self._deliver(batch, alerts)
+class ListBatcher(Batcher[tuple[int, int, int], Page]):
+    """Unfiltered alert pages of many owners, read together (see above)."""
 
-    async def _deliver(self, batch: list[_Pending], alerts: list[Alert]) -> None:
-        for pending, alert in zip(batch, alerts, strict=True):
-            await self._commands.send(AddTrigger(alert.trigger()))
-            pending.alert = alert
-            pending.done.set()
+    def __init__(self, store: Store, max_batch: int = MAX_BATCH) -> None:
+        async def read(pages: Sequence[tuple[int, int, int]]) -> list[Page]:
+            return await store.list_alert_pages(pages)
 
-    @staticmethod
-    def _fail(batch: list[_Pending], exc: BaseException) -> None:
-        for pending in batch:
-            pending.error = exc
-            pending.done.set()
+        super().__init__(read, None, max_batch)
+
+    async def page(self, owner_id: int, limit: int, offset: int) -> Page:
+        """As ``Store.list_alerts(owner_id, limit=limit, offset=offset)``: (count, page)."""
+        return await self.submit((owner_id, limit, offset))

@@ -90,11 +90,12 @@ async def run_web(
         serve_scope = trio.CancelScope(shield=True)
 
         async def serve_shielded(*, task_status: trio.TaskStatus[list[str]]) -> None:
-            # The create batcher outlives the server's drain: requests still in flight during
-            # the grace period may create alerts; it stops once the server has.
+            # The batchers outlive the server's drain: requests still in flight during the grace
+            # period may create or list alerts; they stop once the server has.
             with serve_scope:
                 async with trio.open_nursery() as batching:
                     await batching.start(state.creates.run)
+                    await batching.start(state.lists.run)
                     await serve(
                         app.extensions["triggerbook.asgi"],
                         hconfig,

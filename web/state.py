@@ -14,7 +14,7 @@ from quart import Response, request
 
 from engine.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from web.auth import AttemptLimiter, PasswordHasher, TokenCodec
-from web.batcher import CreateBatcher
+from web.batcher import CreateBatcher, ListBatcher
 from web.validation import parse_json_object
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class State:
     by_user: AttemptLimiter
     by_address: AttemptLimiter
     creates: CreateBatcher  # run by web.server.run_web
+    lists: ListBatcher  # run by web.server.run_web
     encoder: msgspec.json.Encoder = field(default_factory=msgspec.json.Encoder)
     openapi: bytes = b""  # the encoded document, built once by create_app
 

@@ -149,6 +149,40 @@ async def alerts_page(
     return await con.fetchval(f"SELECT count(*) FROM alerts WHERE {clause}", *args), rows
 
 
+# Many owners' unfiltered first pages in one statement (the web's list batcher): one page per
+# (owner, limit, offset) triple, each with its total, tagged with its position n.
+ALERT_PAGES = f"""
+SELECT a.*, q.n
+  FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS q (owner, lim, off, n)
+ CROSS JOIN LATERAL (
+       SELECT {ALERT_COLUMNS}, count(*) OVER () AS total
+         FROM alerts
+        WHERE owner_id = q.owner
+        ORDER BY created_at DESC, id DESC
+        LIMIT q.lim OFFSET q.off) AS a
+ ORDER BY q.n, a.created_at DESC, a.id DESC
+"""
+
+
+async def alert_pages(
+    con: asyncpg.Connection, owner_ids: list[int], limits: list[int], offsets: list[int]
+) -> list[tuple[int, list[asyncpg.Record]]]:
+    """``alerts_page`` without filters for each (owner, limit, offset), in one round trip
+    (plus a count for each page past its end, which has no row to carry the total)."""
+    pages: list[tuple[int, list[asyncpg.Record]]] = [(0, []) for _ in owner_ids]
+    for row in await con.fetch(ALERT_PAGES, owner_ids, limits, offsets):
+        pages[row[-1] - 1][1].append(row)
+    for i, (_, rows) in enumerate(pages):
+        if rows:
+            pages[i] = (rows[0][-2], rows)
+        elif offsets[i] > 0:
+            count = await con.fetchval(
+                "SELECT count(*) FROM alerts WHERE owner_id = $1", owner_ids[i]
+            )
+            pages[i] = (count, rows)
+    return pages
+
+
 async def soft_delete(
     con: asyncpg.Connection, owner_id: int, alert_id: int
 ) -> tuple[bool, asyncpg.Record | None]:

@@ -150,6 +150,18 @@ class Store:
         count, rows = await self._bridge.run(queries.alerts_page, owner_id, filters, limit, offset)
         return count, [_alert(row) for row in rows]
 
+    async def list_alert_pages(
+        self, pages: Sequence[tuple[int, int, int]]
+    ) -> list[tuple[int, list[Alert]]]:
+        """:meth:`list_alerts` without filters for many ``(owner_id, limit, offset)`` at once, in
+        one round trip; the results in the order given."""
+        if not pages:
+            return []
+        found = await self._bridge.run(
+            queries.alert_pages, [p[0] for p in pages], [p[1] for p in pages], [p[2] for p in pages]
+        )
+        return [(count, [_alert(row) for row in rows]) for count, rows in found]
+
     async def delete_alert(self, owner_id: int, alert_id: int) -> Alert | None:
         """Soft-delete: a ``created`` alert becomes ``deleted`` (``deleted_at`` set) and the row
         stays. An alert already deleted or triggered is returned unchanged (a fire that won a

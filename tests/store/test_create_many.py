@@ -50,3 +50,21 @@ async def test_create_alerts_refuses_a_bad_target_and_writes_nothing(
                 [good, (a, "binance", "BTCUSDT", target, Direction.ABOVE, "")]
             )
         assert await store.list_alerts(a) == (0, [])
+
+
+async def test_list_alert_pages_matches_list_alerts_per_owner(store: Any) -> None:
+    with trio.fail_after(20):
+        a = (await store.create_user("a", "a@example.com", "x")).id
+        b = (await store.create_user("b", "b@example.com", "x")).id
+        nobody = (await store.create_user("c", "c@example.com", "x")).id
+        await store.create_alerts(
+            [(a, "binance", f"A{i}", Decimal(i + 1), Direction.ABOVE, "") for i in range(7)]
+            + [(b, "binance", f"B{i}", Decimal(i + 1), Direction.BELOW, "") for i in range(3)]
+        )
+        asks = [(a, 3, 0), (b, 10, 0), (a, 3, 6), (nobody, 5, 0), (a, 3, 9), (b, 2, 1)]
+        pages = await store.list_alert_pages(asks)
+        for (owner, limit, offset), page in zip(asks, pages, strict=True):
+            assert page == await store.list_alerts(owner, limit=limit, offset=offset)
+        assert [x.symbol for x in pages[0][1]] == ["A6", "A5", "A4"]
+        assert pages[4] == (7, []) and pages[3] == (0, [])
+        assert await store.list_alert_pages([]) == []

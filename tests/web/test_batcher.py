@@ -162,3 +162,38 @@ async def test_a_stopped_batcher_refuses_and_fails_what_was_queued(store: Any) -
             await batcher.create(owner, "binance", "BTCUSDT", Decimal("1"), Direction.ABOVE)
         count, _ = await store.list_alerts(owner)
         assert count == 0
+
+
+async def test_concurrent_lists_share_a_read_and_match_the_store(store: Any) -> None:
+    from web.batcher import ListBatcher
+
+    with trio.fail_after(30):
+        owners = [await _owner(store, f"l{i}") for i in range(4)]
+        await store.create_alerts(
+            [
+                (owners[i % 4], "binance", "BTCUSDT", Decimal(i + 1), Direction.ABOVE, "")
+                for i in range(30)
+            ]
+        )
+        calls: list[int] = []
+
+        class Counting:
+            async def list_alert_pages(self, pages: Any) -> Any:
+                calls.append(len(pages))
+                return await store.list_alert_pages(pages)
+
+        batcher = ListBatcher(Counting())  # type: ignore[arg-type]
+        got: dict[int, Any] = {}
+
+        async def page(i: int) -> None:
+            got[i] = await batcher.page(owners[i % 4], 3, i % 3)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(batcher.run)
+            async with trio.open_nursery() as clients:
+                for i in range(40):
+                    clients.start_soon(page, i)
+            nursery.cancel_scope.cancel()
+        assert sum(calls) == 40 and len(calls) < 40
+        for i, result in got.items():
+            assert result == await store.list_alerts(owners[i % 4], limit=3, offset=i % 3)
