@@ -1,0 +1,63 @@
+"""The bridge's per-call behaviour: FIFO waiting for a connection; released without a reset
+query, yet never inside a transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from engine.store import Store
+
+
+async def test_callers_beyond_the_pool_wait_their_turn_in_order(store: Store) -> None:
+    # The ``store`` fixture's pool has 4 connections; 12 callers each hold one for a moment.
+    active = [0]
+    peak = [0]
+    order: list[int] = []
+
+    def hold(i: int) -> Any:
+        async def fn(con: Any) -> None:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            order.append(i)
+            try:
+                await con.execute("SELECT pg_sleep(0.02)")
+            finally:
+                active[0] -= 1
+
+        return fn
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for i in range(12):
+                nursery.start_soon(store.bridge.run, hold(i))
+                await trio.testing.wait_all_tasks_blocked()  # queue them in a known order
+        assert peak[0] == 4
+        assert order == list(range(12))  # the waiters got connections first come, first served
+
+
+async def test_a_failed_transaction_leaves_every_connection_clean(store: Store) -> None:
+    class Boom(Exception):
+        pass
+
+    async def fail_inside(con: Any) -> None:
+        async with con.transaction():
+            await con.execute(
+                "INSERT INTO users (username, email, password_hash) VALUES ('x', 'x@x.io', 'h')"
+            )
+            raise Boom
+
+    async def check(con: Any) -> tuple[int, bool]:
+        users = await con.fetchval("SELECT count(*) FROM users")
+        idle = con.is_in_transaction()
+        return int(users), bool(idle)
+
+    with trio.fail_after(20):
+        for _ in range(4):
+            with pytest.raises(Boom):
+                await store.bridge.run(fail_inside)
+        for _ in range(8):  # every pooled connection is usable and outside any transaction
+            assert await store.bridge.run(check) == (0, False)
