@@ -122,7 +122,12 @@ class Batcher(Generic[Item, Result]):
             return
         for pending, result in zip(batch, results, strict=True):
             if self._follow_up is not None:
-                await self._follow_up(result)
+                try:
+                    await self._follow_up(result)
+                except Exception as exc:  # e.g. the book's channel closed: this request's error
+                    pending.error = exc
+                    pending.done.set()
+                    continue
             pending.result = result
             pending.done.set()
 

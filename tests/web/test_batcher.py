@@ -197,3 +197,20 @@ async def test_concurrent_lists_share_a_read_and_match_the_store(store: Any) -> 
         assert sum(calls) == 40 and len(calls) < 40
         for i, result in got.items():
             assert result == await store.list_alerts(owners[i % 4], limit=3, offset=i % 3)
+
+
+async def test_a_book_that_is_gone_fails_the_request_not_the_batcher(store: Any) -> None:
+    with trio.fail_after(30):
+        owner = await _owner(store, "dora")
+        send, receive = trio.open_memory_channel[BookCommand](10)
+        batcher = CreateBatcher(store, send)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(batcher.run)
+            await receive.aclose()  # the book stopped listening
+            with pytest.raises(trio.BrokenResourceError):
+                await batcher.create(owner, "binance", "BTCUSDT", Decimal("1"), Direction.ABOVE)
+            with pytest.raises(trio.BrokenResourceError):  # the batcher still answers
+                await batcher.create(owner, "binance", "BTCUSDT", Decimal("2"), Direction.ABOVE)
+            nursery.cancel_scope.cancel()
+        count, _ = await store.list_alerts(owner)
+        assert count == 2  # committed, as a create whose book send failed always was
