@@ -21,11 +21,13 @@ import trio
 from engine.book.book import TriggerBook
 from engine.errors import BookError, PriceOutOfRange
 from engine.metrics import Metrics
-from engine.model import AddTrigger, BookCommand, Fire, Tick
+from engine.model import AddTrigger, BookCommand, Fire, Tick, Trigger
 
 __all__ = ["Demand", "LastPrices", "run_book"]
 
 log = logging.getLogger(__name__)
+
+DRAIN_MAX = 256  # ticks applied per wake before a checkpoint lets other tasks run
 
 
 class LastPrices:
@@ -143,29 +145,64 @@ async def _tick_loop(
     demand: Demand,
     metrics: Metrics,
 ) -> None:
+    """Apply ticks in bursts: one ``await`` per burst, not per tick.
+
+    Each wake takes every tick already queued with ``receive_nowait`` (at most ``DRAIN_MAX``
+    before the next ``await``, so a feed that never stops cannot starve other tasks), then
+    parks in ``receive`` until the next tick. A fire goes out with ``send_nowait``; only a full
+    fire channel makes the loop wait (back-pressure, and a checkpoint).
+    """
     apply = book.apply
+    receive = ticks.receive
+    receive_nowait = ticks.receive_nowait
+    send_fire = fires.send_nowait
+    last = prices.update
     counted = metrics.ticks.values  # updated in place: Counter.inc would build a key per tick
     keys: dict[str, tuple[str]] = {}
     async with ticks:
-        async for tick in ticks:
-            prices.update(tick)
-            key = keys.get(tick.exchange)
-            if key is None:
-                key = keys[tick.exchange] = (tick.exchange,)
-            counted[key] = counted.get(key, 0) + 1
+        while True:
             try:
-                fired = apply(tick)
-            except PriceOutOfRange:
-                continue  # a non-finite price: the feed's parser should have dropped it
-            if not fired:
-                continue
-            now = time.monotonic_ns()
-            if not book.has_symbol(tick.exchange, tick.symbol):
-                demand.discard(tick.exchange, tick.symbol)
-            metrics.fires.inc(len(fired), exchange=tick.exchange)
-            if tick.received_ns:
-                metrics.tick_to_fire.observe((now - tick.received_ns) / 1e9)
-            await fires.send(Fire(tick, tuple(fired), fired_ns=now))
+                tick = await receive()
+            except trio.EndOfChannel:
+                return
+            burst = 0
+            while True:
+                last(tick)
+                key = keys.get(tick.exchange)
+                if key is None:
+                    key = keys[tick.exchange] = (tick.exchange,)
+                counted[key] = counted.get(key, 0) + 1
+                try:
+                    fired = apply(tick)
+                except PriceOutOfRange:
+                    fired = None  # a non-finite price: the feed's parser should have dropped it
+                if fired:
+                    fire = _fired(book, tick, fired, demand, metrics)
+                    try:
+                        send_fire(fire)
+                    except trio.WouldBlock:
+                        await fires.send(fire)
+                burst += 1
+                if burst >= DRAIN_MAX:  # let others run, then take the next tick
+                    burst = 0
+                    await trio.lowlevel.checkpoint()
+                try:
+                    tick = receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break  # the next ``receive`` parks, or ends the loop once closed
+
+
+def _fired(
+    book: TriggerBook, tick: Tick, fired: list[Trigger], demand: Demand, metrics: Metrics
+) -> Fire:
+    """Book-keeping for a tick that fired: demand, metrics, and the ``Fire`` to send."""
+    now = time.monotonic_ns()
+    if not book.has_symbol(tick.exchange, tick.symbol):
+        demand.discard(tick.exchange, tick.symbol)
+    metrics.fires.inc(len(fired), exchange=tick.exchange)
+    if tick.received_ns:
+        metrics.tick_to_fire.observe((now - tick.received_ns) / 1e9)
+    return Fire(tick, tuple(fired), fired_ns=now)
 
 
 async def _command_loop(

@@ -61,11 +61,6 @@ RECONNECT_ERRORS: tuple[type[Exception], ...] = (
     FeedStale,
 )
 DEDUPE_LIMIT = 1 << 16  # keys kept during a handover overlap before starting afresh
-# Ticks queued for the book beyond which the receive loop yields an extra turn per frame (so a
-# burst cannot build a queue that delays fires; below it, no extra scheduling per frame).
-BOOK_LAG = 2
-LAG_CHECK_MASK = 3  # look at the queue every 4 frames (``statistics()`` costs ~2 us)
-CATCH_UP_TURNS = 32
 
 
 async def run_feeds(
@@ -509,20 +504,18 @@ class _Session:
         ``stale_after_s`` and ``stale_after_s + slack`` after the last frame. (A
         ``fail_after`` per ``get_message`` is the same contract but costs a scope per frame:
         measured, 15% of the whole feed path.) Ticks go out with ``send_nowait``, which does
-        not yield to the scheduler per tick; a full channel falls back to a waiting ``send``;
-        while the book has more than ``BOOK_LAG`` ticks queued, the loop yields it turns (at
-        most ``CATCH_UP_TURNS`` per check), so the queue, and so the tick-to-fire latency, stays
-        short under sustained load.
+        not yield to the scheduler per tick; a full channel falls back to a waiting ``send``.
+        The book drains everything queued at each wake (``engine.book.actor``), so its queue,
+        and so the tick-to-fire latency, stays short under sustained load without this loop
+        giving it extra turns.
         """
         assert self.ws is not None and self.feed.ticks is not None
         get_message = self.ws.get_message
         parse = self._parse
         send_nowait = self.feed.ticks.send_nowait
-        statistics = self.feed.ticks.statistics
-        checkpoint = trio.lowlevel.checkpoint
         stale = self.feed.exchange.stale_after_s
         slack_ns = int(min(1.0, stale / 10) * 1e9)
-        pushed_ns = frames = 0
+        pushed_ns = 0
         with self.stale_scope:
             self.touch()
             while True:
@@ -536,14 +529,4 @@ class _Session:
                         send_nowait(tick)
                     except trio.WouldBlock:
                         await self._deliver(tick)
-                frames += 1
-                if not frames & LAG_CHECK_MASK:
-                    # The book lags (a fire costs it a turn): give it turns until its queue is
-                    # short again, so sustained load cannot build a queue that delays fires.
-                    # Bounded: a book blocked downstream costs at most CATCH_UP_TURNS turns per
-                    # check until the channel is full, and then ``send`` waits for it.
-                    for _ in range(CATCH_UP_TURNS):
-                        if statistics().current_buffer_used <= BOOK_LAG:
-                            break
-                        await checkpoint()
         raise FeedStale(f"{self.feed.name}: no frame for {stale:g}s while subscribed")
