@@ -26,7 +26,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperation, Rounded
+from decimal import (
+    Context,
+    Decimal,
+    DecimalException,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+)
 from decimal import localcontext as _localcontext
 from itertools import islice
 from operator import attrgetter
@@ -67,8 +75,13 @@ _POS_INF = Decimal("Infinity")
 _NEG_INF = Decimal("-Infinity")
 _TEN18 = Decimal(SCALE)
 _E18 = Decimal(1).scaleb(PRECISION)  # coefficient 1: multiplying by it only moves the exponent
-# Multiplying a valid target by 1E18 needs at most 36 digits; anything inexact traps.
-_EXACT = Context(prec=2 * PRECISION, traps=[InvalidOperation, Inexact, Rounded])
+# Multiplying a valid target by 1E18 needs at most 36 digits; anything inexact traps, and so
+# does a product of 10**36 or more (Emax), which is a target of 10**18 or more.
+_EXACT = Context(
+    prec=2 * PRECISION,
+    Emax=2 * PRECISION - 1,
+    traps=[InvalidOperation, Inexact, Rounded, Overflow],
+)
 # Dividing a key by 10**18 with enough precision yields the shortest exact plain form.
 _WIDE = Context(prec=4 * PRECISION, traps=[InvalidOperation, Inexact])
 
@@ -481,7 +494,10 @@ class TriggerBook:
                 if group.below:
                     state.below.entries = _Entries.merged(state.below.entries, group.below)
                     state.refresh_below()
-        self._ids.update(new_ids)
+        if self._ids:
+            self._ids.update(new_ids)
+        else:
+            self._ids = new_ids
 
     def _stage_chunk(
         self,
@@ -493,12 +509,13 @@ class TriggerBook:
         """Validate and stage one chunk of ``bulk_load`` (under the exact context).
 
         This loop is the load time, so it does the least per trigger (measured): an exact
-        ``target * 10**18`` whose traps reject too many digits, ``to_integral_exact`` whose
-        trap rejects a fraction (a target finer than 10**-18), ``int`` (which rejects NaN and
-        Infinity), two dict lookups for the symbol and three int operations for the entry.
-        Anything unusual goes through :func:`_key_of`, which raises the precise error.
+        ``target * 10**18`` whose traps reject too many digits and a target of 10**18 or more,
+        ``to_integral_exact`` whose trap rejects a fraction (a target finer than 10**-18),
+        ``int`` (which rejects NaN and Infinity), one compare for a target <= 0, two dict
+        lookups for the symbol and three int operations for the entry. Anything unusual goes
+        through :func:`_key_of`, which raises the precise error.
         """
-        e18, integral, shift, max_key = _E18, _EXACT.to_integral_exact, _KEY_SHIFT, _MAX_KEY
+        e18, integral, shift = _E18, _EXACT.to_integral_exact, _KEY_SHIFT
         above, below = Direction.ABOVE, Direction.BELOW
         for trigger in chunk:
             target = trigger.target
@@ -506,7 +523,7 @@ class TriggerBook:
                 key = int(integral(target * e18))
             except (DecimalException, OverflowError, TypeError, ValueError):
                 key = _key_of(target)  # the precise error, or an exact target of > 36 digits
-            if not 0 < key < max_key:
+            if key <= 0:  # (the context's Emax traps a key of 10**36 or more)
                 key = _key_of(target)  # raises the precise error
             try:
                 group = staged[trigger.exchange][trigger.symbol]
