@@ -270,3 +270,26 @@ def test_large_burst_pops_across_sublists() -> None:
     book._check()
     assert ids(book.apply(tick("100000"))) == list(range(2701, 5001))
     book._check()
+
+
+def test_bulk_load_edge_targets_like_add() -> None:
+    exact_long = "5." + "0" * 40  # 42 digits, exactly 5: beyond the fast path's 36 digits
+    book = TriggerBook()
+    book.bulk_load([trig(1, exact_long), trig(2, "999999999999999999.999999999999999999", B)])
+    assert book.get(1) == trig(1, "5")
+    book._check()
+    for target, message in [("1E+18", "below"), ("1E+40", "below"), ("1E-19", "finer")]:
+        with pytest.raises(PriceOutOfRange, match=message):
+            book.bulk_load([trig(3, "6"), trig(4, target)])
+    assert ids(book.snapshot()) == [1, 2]
+    book._check()
+
+
+def test_burst_of_ties_fires_each_once_in_id_order() -> None:
+    book = TriggerBook()
+    book.bulk_load(trig(i, "100.50" if i % 2 else "100.25") for i in range(1, 2001))
+    fired = book.apply(tick("101"))
+    assert ids(fired) == list(range(2, 2001, 2)) + list(range(1, 2001, 2))
+    assert [str(t.target) for t in fired[999:1001]] == ["100.25", "100.5"]
+    assert len(book) == 0
+    book._check()
