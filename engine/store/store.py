@@ -154,13 +154,22 @@ class Store:
         self, pages: Sequence[tuple[int, int, int]]
     ) -> list[tuple[int, list[Alert]]]:
         """:meth:`list_alerts` without filters for many ``(owner_id, limit, offset)`` at once, in
-        one round trip; the results in the order given."""
+        one round trip; the results in the order given. A page asked for more than once (many
+        clients of one account) is read once, each asker getting its own list."""
         if not pages:
             return []
+        distinct = list(dict.fromkeys(pages))
         found = await self._bridge.run(
-            queries.alert_pages, [p[0] for p in pages], [p[1] for p in pages], [p[2] for p in pages]
+            queries.alert_pages,
+            [p[0] for p in distinct],
+            [p[1] for p in distinct],
+            [p[2] for p in distinct],
         )
-        return [(count, [_alert(row) for row in rows]) for count, rows in found]
+        read = {
+            ask: (count, [_alert(row) for row in rows])
+            for ask, (count, rows) in zip(distinct, found, strict=True)
+        }
+        return [(read[ask][0], list(read[ask][1])) for ask in pages]
 
     async def delete_alert(self, owner_id: int, alert_id: int) -> Alert | None:
         """Soft-delete: a ``created`` alert becomes ``deleted`` (``deleted_at`` set) and the row

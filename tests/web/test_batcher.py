@@ -214,3 +214,20 @@ async def test_a_book_that_is_gone_fails_the_request_not_the_batcher(store: Any)
             nursery.cancel_scope.cancel()
         count, _ = await store.list_alerts(owner)
         assert count == 2  # committed, as a create whose book send failed always was
+
+
+async def test_a_page_asked_for_twice_in_one_batch_is_read_once_and_answered_to_each(
+    store: Any,
+) -> None:
+    with trio.fail_after(30):
+        owner = await _owner(store, "twice")
+        await store.create_alerts(
+            [(owner, "binance", "BTCUSDT", Decimal(i + 1), Direction.ABOVE, "") for i in range(5)]
+        )
+        asks = [(owner, 2, 0), (owner, 2, 0), (owner, 2, 9), (owner, 2, 9), (owner, 2, 4)]
+        pages = await store.list_alert_pages(asks)
+        assert pages[0] == pages[1] == await store.list_alerts(owner, limit=2, offset=0)
+        assert pages[0][1] is not pages[1][1]
+        assert pages[2] == pages[3] == (5, [])
+        assert pages[4] == await store.list_alerts(owner, limit=2, offset=4)
+        assert [a.target_price for a in pages[4][1]] == [Decimal(1)]
