@@ -40,6 +40,7 @@ PATH = "/api/alerts"
 JSON = b"application/json"
 # The only list queries taken here: page and/or page_size, once each, as plain digits.
 SIMPLE_QUERY = re.compile(rb"(?:(?:page|page_size)=[0-9]{1,9})(?:&(?:page|page_size)=[0-9]{1,9})?")
+MAX_BASES = 64
 ERROR_HOOK = Callable[[BaseException, str, str], Any]
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 
@@ -59,6 +60,9 @@ class FastLane:
         self._error_response = error_response
         self._max_body = max_body
         self._count = state.ctx.metrics.http_requests.inc
+        # werkzeug's base URL per (scheme, Host header, server): 9 us to build, the same for
+        # every request of a client. Bounded: the Host header is the client's to choose.
+        self._bases: dict[tuple[str, bytes, Any], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -102,11 +106,17 @@ class FastLane:
         query = dict(pairs)
         if len(query) != len(pairs):  # a repeated name: the app takes the first, as werkzeug does
             raise _HandOver
-        scheme = scope["scheme"]
-        # werkzeug's request.base_url, from the same parts of the scope
-        base = get_current_url(
-            scheme, get_host(scheme, host.decode("latin-1"), scope.get("server")), "", PATH
-        )
+        scheme, server = scope["scheme"], scope.get("server")
+        key = (scheme, host, server)
+        base = self._bases.get(key)
+        if base is None:
+            # werkzeug's request.base_url, from the same parts of the scope
+            base = get_current_url(
+                scheme, get_host(scheme, host.decode("latin-1"), server), "", PATH
+            )
+            if len(self._bases) >= MAX_BASES:
+                self._bases.clear()
+            self._bases[key] = base
         try:
             payload = await alerts.alert_page(self._state, user_id, query, base)
         except (ApiError, StoreUnavailable):

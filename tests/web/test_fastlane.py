@@ -54,6 +54,25 @@ async def test_the_lane_answers_a_list_exactly_as_the_app(
         assert page["previous"] == f"{api.base}/api/alerts?page_size=1&page=1"
 
 
+async def test_list_links_follow_each_requests_host_header(
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("web.fastlane.MAX_BASES", 1)  # every new host empties the memo
+    with trio.fail_after(30):
+        h = await api.user("hosts")
+        for price in ("1", "2"):
+            r = await api.client.post(
+                "/api/alerts", json={**BODY, "target_price": price}, headers=h
+            )
+            assert r.status_code == 201
+        fast = _count_calls(monkeypatch, "_list")
+        for host in ("a.example:8080", "b.example", "a.example:8080", "b.example"):
+            r = await api.client.get("/api/alerts?page_size=1", headers={**h, "Host": host})
+            assert r.status_code == 200
+            assert r.json()["next"] == f"http://{host}/api/alerts?page_size=1&page=2"
+        assert len(fast) == 4
+
+
 async def test_unusual_requests_are_answered_by_the_app(api: Any) -> None:
     with trio.fail_after(30):
         h = await api.user("bob")
