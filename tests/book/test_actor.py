@@ -7,10 +7,10 @@ from decimal import Decimal
 import trio
 import trio.testing
 
-from engine.book.actor import Demand, LastPrices, run_book
-from engine.book.book import TriggerBook
-from engine.metrics import Metrics
-from engine.model import AddTrigger, BookCommand, Direction, Fire, RemoveTrigger, Tick, Trigger
+from engine.book.actor import Demand, LastPrices
+from engine.model import AddTrigger, Direction, RemoveTrigger, Tick, Trigger
+
+from .conftest import Harness
 
 A, B = Direction.ABOVE, Direction.BELOW
 
@@ -19,37 +19,8 @@ def trig(tid: int, target: str, direction: Direction = A, symbol: str = "BTCUSDT
     return Trigger(tid, "binance", symbol, direction, Decimal(target))
 
 
-class Harness:
-    def __init__(self, book: TriggerBook | None = None) -> None:
-        self.book = book or TriggerBook()
-        self.ticks_in, self.ticks_out = trio.open_memory_channel[Tick](16)
-        self.commands_in, self.commands_out = trio.open_memory_channel[BookCommand](16)
-        self.fires_in, self.fires_out = trio.open_memory_channel[Fire](16)
-        self.prices = LastPrices()
-        self.demand = Demand()
-        self.metrics = Metrics()
-
-    async def start(self, nursery: trio.Nursery) -> None:
-        await nursery.start(
-            run_book,
-            self.book,
-            self.ticks_out,
-            self.commands_out,
-            self.fires_in,
-            self.prices,
-            self.demand,
-            self.metrics,
-        )
-
-    async def close_inputs(self) -> None:
-        await self.ticks_in.aclose()
-        await self.commands_in.aclose()
-
-
 async def test_ticks_in_fires_out_and_clean_shutdown() -> None:
-    book = TriggerBook()
-    book.bulk_load([trig(1, "100"), trig(2, "90", B), trig(3, "100", symbol="ETHUSDT")])
-    h = Harness(book)
+    h = Harness([trig(1, "100"), trig(2, "90", B), trig(3, "100", symbol="ETHUSDT")])
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             await h.start(nursery)
