@@ -24,17 +24,13 @@ process's CPU time instead of wall time: on a shared machine other processes ste
 random, and CPU time is what the path costs (``ratio_cpu`` is the comparison to trust there).
 ``fires`` counts ``Fire`` events (ticks that fired at least one trigger).
 
-Where the remaining gap to the ceiling goes (measured, CPU time per frame, ceiling ~25 us on a
-loaded 2-core machine): a receive loop that only reads frames costs the same as the ceiling;
-parsing (one msgspec decode, the Decimal check, ``Tick``) adds ~3 us; waking the book's task
-adds ~7 us per wake (a Trio task step: run loop, coroutine resume, channel park/unpark); the
-book's own work (``apply``, last price, counters) ~1-3 us. The book drains every queued tick
-per wake, which brings its wakes to ~0.7 per frame here: the ceiling itself hands over one
-frame per scheduler pass (trio-websocket's reader yields per message), so the book can rarely
-find more than one tick queued. Holding ticks in the feed and waking the book once per 8
-frames measured 0.79-0.83 of the ceiling, but needs a way to flush the last held tick of a
-burst as soon as the socket is drained: ``wait_all_tasks_blocked`` costs ~2 us per pass while
-registered and is unbounded under other load, a timer rounds to 1 ms in epoll when idle.
+Where the time goes (measured, CPU time per frame, ceiling ~24 us): trio-websocket's reader and
+wsproto cost the same as in the ceiling; parsing (one msgspec decode, the Decimal check, ``Tick``)
+adds ~3 us; the runner holds ticks while the reader has more messages to hand over and releases
+them when it asks the socket for more bytes, or after ``HOLD_MAX`` (16) ticks
+(``engine.feeds.connection``), so the book's task (~7 us a wake) wakes about once per 16 frames
+instead of once per frame. Holding is also what the saturated tick-to-fire latency pays: up to
+16 frames' worth (~0.4 ms); a lone frame is released at once.
 """
 
 from __future__ import annotations
@@ -146,11 +142,14 @@ async def _serve(pipe: Any, frames: list[str]) -> None:
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     blob: list[bytes] = []  # encoded once (server frames are unmasked, so reusable)
     pipe.send(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(_connection, frames, blob), listeners)
+    await trio.serve_listeners(partial(serve_recording, frames, blob), listeners)
 
 
-async def _connection(frames: list[str], blob: list[bytes], stream: trio.SocketStream) -> None:
-    # The client going away mid-recording is the normal end of a run.
+async def serve_recording(frames: list[str], blob: list[bytes], stream: trio.SocketStream) -> None:
+    """One client of the benchmark's exchange: the WebSocket handshake, then, on its first
+    ``SUBSCRIBE``, an ack and every frame written at once (``blob`` caches their encoding
+    across connections; a ``paced`` path sends them one at a time instead). The client going
+    away mid-recording is the normal end of a run."""
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await _converse(frames, blob, stream)
 

@@ -26,8 +26,9 @@ spread over *slots* of at most ``max_streams_per_connection``; each slot keeps o
   sample, and skipped; an error reply (:class:`SubscriptionRejected`) records the symbols in
   ``FeedState.rejected`` (shown on ``/readyz``); neither drops the connection.
 
-The per-frame path is: ``get_message``, ``time.monotonic_ns()``, ``exchange.parse``,
-``ticks.send_nowait`` per tick (see :meth:`_Session.receive`).
+The per-frame path is: ``get_message``, ``time.monotonic_ns()``, ``exchange.parse``, the ticks
+held until the socket is drained, then ``ticks.send_nowait`` per tick (see
+:meth:`_Session.receive` and ``engine.feeds.connection``).
 """
 
 from __future__ import annotations
@@ -36,13 +37,22 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from typing import Any
 
 import trio
 import trio_websocket
 
 from engine.config import Config
-from engine.errors import BadFrame, FeedClosed, FeedStale, PluginError, SubscriptionRejected
+from engine.errors import (
+    BadFrame,
+    FeedClosed,
+    FeedError,
+    FeedStale,
+    PluginError,
+    SubscriptionRejected,
+)
+from engine.feeds.connection import DrainSignalStream, open_feed_connection
 from engine.feeds.exchange import Exchange
 from engine.feeds.registry import FeedRegistry
 from engine.feeds.source import FeedSource
@@ -61,6 +71,7 @@ RECONNECT_ERRORS: tuple[type[Exception], ...] = (
     FeedStale,
 )
 DEDUPE_LIMIT = 1 << 16  # keys kept during a handover overlap before starting afresh
+HOLD_MAX = 16  # ticks held for the book before it is woken even if the socket is not drained
 
 
 async def run_feeds(
@@ -331,10 +342,11 @@ class _Slot:
         ex = self.feed.exchange
         session = _Session(self)
         try:
-            async with trio_websocket.open_websocket_url(
-                ex.connect_url(), connect_timeout=ex.connect_timeout_s
-            ) as ws:
+            async with open_feed_connection(
+                ex.connect_url(), connect_timeout=ex.connect_timeout_s, on_drained=session.release
+            ) as (ws, stream):
                 session.ws = ws
+                session.stream = stream
                 session.opened()
                 await session.sync()
                 await session.first_frame()
@@ -361,6 +373,9 @@ class _Session:
         self.slot = slot
         self.feed = slot.feed
         self.ws: trio_websocket.WebSocketConnection | None = None
+        self.stream: DrainSignalStream | None = None
+        self.pending: deque[Tick] = deque()  # parsed, not yet handed to the book
+        self._releasing = False
         self.subscribed: set[str] = set()
         self.changed = trio.Event()
         self.ended = trio.Event()
@@ -496,6 +511,35 @@ class _Session:
         else:
             self.stale_scope.deadline = math.inf
 
+    async def release(self) -> None:
+        """Hand every held tick to the book, in order, waking it once for the lot.
+
+        Called by the feed after a message when the reader is idle or ``HOLD_MAX`` ticks are
+        held, and by the reader itself (``on_drained``) when it has handed over every message
+        of the bytes it read. Only one call sends at a time; ticks held meanwhile go out with
+        it. ``send_nowait`` does not yield, so the book wakes once per release; a full book
+        falls back to a waiting send (:meth:`_deliver`). A closed tick channel is a
+        :class:`FeedError`: from the reader task, trio-websocket would take a
+        ``BrokenResourceError`` for a dead socket and reconnect.
+        """
+        pending = self.pending
+        if self._releasing or not pending:
+            return
+        assert self.feed.ticks is not None
+        send_nowait = self.feed.ticks.send_nowait
+        self._releasing = True
+        try:
+            while pending:
+                tick = pending.popleft()
+                try:
+                    send_nowait(tick)
+                except trio.WouldBlock:
+                    await self._deliver(tick)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise FeedError(f"{self.feed.name}: the book's tick channel is closed") from exc
+        finally:
+            self._releasing = False
+
     async def receive(self) -> None:
         """The per-frame loop; raises :class:`FeedStale` or a connection error to end it.
 
@@ -503,30 +547,39 @@ class _Session:
         most every ``slack = min(1 s, stale_after_s / 10)``, so it fires between
         ``stale_after_s`` and ``stale_after_s + slack`` after the last frame. (A
         ``fail_after`` per ``get_message`` is the same contract but costs a scope per frame:
-        measured, 15% of the whole feed path.) Ticks go out with ``send_nowait``, which does
-        not yield to the scheduler per tick; a full channel falls back to a waiting ``send``.
-        The book drains everything queued at each wake (``engine.book.actor``), so its queue,
-        and so the tick-to-fire latency, stays short under sustained load without this loop
-        giving it extra turns.
+        measured, 15% of the whole feed path.)
+
+        Ticks are held in ``pending`` while the reader still has messages to hand over, and
+        released together (:meth:`release`) when it asks the socket for more bytes or after
+        ``HOLD_MAX`` ticks, so the book wakes once per burst instead of once per frame (see
+        ``engine.feeds.connection``). No tick waits for a later frame: whichever of the two
+        tasks acts last on a burst releases it. A closing connection releases what it holds
+        before the error ends the session.
         """
-        assert self.ws is not None and self.feed.ticks is not None
+        assert self.ws is not None and self.stream is not None
         get_message = self.ws.get_message
         parse = self._parse
-        send_nowait = self.feed.ticks.send_nowait
+        pending = self.pending
+        stream = self.stream
+        release = self.release
         stale = self.feed.exchange.stale_after_s
         slack_ns = int(min(1.0, stale / 10) * 1e9)
         pushed_ns = 0
         with self.stale_scope:
             self.touch()
             while True:
-                frame = await get_message()
+                try:
+                    frame = await get_message()
+                except trio_websocket.ConnectionClosed:
+                    await release()
+                    raise
                 now = time.monotonic_ns()
                 if now - pushed_ns > slack_ns:
                     pushed_ns = now
                     self.touch()
-                for tick in parse(frame, now):
-                    try:
-                        send_nowait(tick)
-                    except trio.WouldBlock:
-                        await self._deliver(tick)
+                ticks = parse(frame, now)
+                if ticks:
+                    pending.extend(ticks)
+                    if stream.idle or len(pending) >= HOLD_MAX:
+                        await release()
         raise FeedStale(f"{self.feed.name}: no frame for {stale:g}s while subscribed")
