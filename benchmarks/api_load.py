@@ -45,6 +45,7 @@ PASSWORD = "benchmark-password"
 async def _serve(data_dir: Path) -> None:
     import trio_asyncio
 
+    from engine.app import settle_heap
     from engine.book.actor import Demand, LastPrices, run_book
     from engine.book.book import TriggerBook
     from engine.config import load_config
@@ -82,6 +83,7 @@ async def _serve(data_dir: Path) -> None:
             metrics=metrics,
             book=book,
         )
+        settle_heap()  # as the engine does once loaded
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 run_book, book, ticks_receive, receive, fires_send, prices, Demand(), metrics

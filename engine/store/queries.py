@@ -153,13 +153,13 @@ async def alerts_page(
 
 
 # Many owners' unfiltered pages in one statement (the web's list batcher): one page per
-# (owner, limit, offset) triple, tagged with its position n, each with its total (counted on
-# the owner's listing index, not a window over every row: see ``alerts_page``). A page past
-# the end is one row of NULLs carrying the total.
+# (owner, limit, offset) triple, tagged with its position n, each with its total: the owner's
+# ``alert_count`` (migration 0004), read in the same snapshot as the page, so no counting. A
+# page past the end is one row of NULLs carrying the total.
 ALERT_PAGES = f"""
 SELECT a.*, c.total, q.n
   FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS q (owner, lim, off, n)
- CROSS JOIN LATERAL (SELECT count(*) AS total FROM alerts WHERE owner_id = q.owner) AS c
+ CROSS JOIN LATERAL (SELECT alert_count AS total FROM users WHERE id = q.owner) AS c
   LEFT JOIN LATERAL (
        SELECT {ALERT_COLUMNS}
          FROM alerts

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trio
 
-from engine.model import Direction
+from engine.model import Direction, Fire, Tick
 
 
 async def test_create_alerts_keeps_the_order_given(store: Any) -> None:
@@ -68,3 +68,37 @@ async def test_list_alert_pages_matches_list_alerts_per_owner(store: Any) -> Non
         assert [x.symbol for x in pages[0][1]] == ["A6", "A5", "A4"]
         assert pages[4] == (7, []) and pages[3] == (0, [])
         assert await store.list_alert_pages([]) == []
+
+
+async def test_the_listing_total_follows_every_way_alerts_come_and_go(store: Any) -> None:
+    """The batched listing reads each owner's kept total (migration 0004); it must equal a count
+    of the rows after single and batched creates, concurrent batches, deletes and fires."""
+    with trio.fail_after(30):
+        a = (await store.create_user("a", "a@example.com", "x")).id
+        b = (await store.create_user("b", "b@example.com", "x")).id
+
+        async def totals() -> list[int]:
+            return [total for total, _ in await store.list_alert_pages([(a, 1, 0), (b, 1, 0)])]
+
+        async def counted() -> list[int]:
+            return [(await store.list_alerts(owner, limit=1))[0] for owner in (a, b)]
+
+        assert await totals() == [0, 0]
+        first = await store.create_alert(a, "binance", "BTCUSDT", Decimal("1"), Direction.ABOVE)
+        assert await totals() == await counted() == [1, 0]
+
+        def rows(owner: int, n: int) -> list[tuple]:
+            return [
+                (owner, "binance", f"S{i}", Decimal(i + 1), Direction.BELOW, "") for i in range(n)
+            ]
+
+        async with trio.open_nursery() as nursery:  # batches locking both owners at once
+            for _ in range(4):
+                nursery.start_soon(store.create_alerts, rows(b, 5) + rows(a, 3))
+                nursery.start_soon(store.create_alerts, rows(a, 2) + rows(b, 1))
+        assert await totals() == await counted() == [1 + 4 * 5, 4 * 6]
+        await store.delete_alert(a, first.id)
+        tick = Tick("binance", "S0", Decimal("0.5"))
+        (fired,) = (await store.list_alerts(b, limit=1))[1]
+        await store.record_fires([Fire(tick, (fired.trigger(),))], [])
+        assert await totals() == await counted() == [21, 24]  # a delete or a fire keeps the row

@@ -24,7 +24,7 @@ async def test_from_empty_then_again_is_a_no_op(fresh_url: str) -> None:
     with trio.fail_after(20):
         async with open_bridge(fresh_url, max_size=2) as bridge:
             assert await _tables(bridge) == set()
-            assert await bridge.run(apply_migrations, load_migrations()) == [1, 2, 3]
+            assert await bridge.run(apply_migrations, load_migrations()) == [1, 2, 3, 4]
             assert await _tables(bridge) == {"schema_migrations", "users", "alerts", "outbox"}
             assert await bridge.run(apply_migrations, load_migrations()) == []
 
@@ -35,6 +35,7 @@ async def test_from_empty_then_again_is_a_no_op(fresh_url: str) -> None:
                 (1, "initial"),
                 (2, "hot_fires"),
                 (3, "fire_batches"),
+                (4, "alert_counts"),
             ]
 
 
@@ -52,7 +53,7 @@ async def test_two_at_once_apply_each_migration_once(fresh_url: str) -> None:
         ):
             nursery.start_soon(apply, one)
             nursery.start_soon(apply, two)
-    assert sorted(results) == [[], [1, 2, 3]]
+    assert sorted(results) == [[], [1, 2, 3, 4]]
 
 
 async def test_an_applied_migration_that_changed_is_refused(fresh_url: str) -> None:
@@ -100,4 +101,39 @@ def test_bad_file_sets_are_refused(tmp_path: Path, names: list[str], message: st
 
 
 def test_the_shipped_migrations_load() -> None:
-    assert [m.version for m in load_migrations()] == [1, 2, 3]
+    assert [m.version for m in load_migrations()] == [1, 2, 3, 4]
+
+
+async def test_alert_counts_are_filled_in_for_alerts_made_before_them(fresh_url: str) -> None:
+    with trio.fail_after(20):
+        async with open_bridge(fresh_url, max_size=2) as bridge:
+            earlier = [m for m in load_migrations() if m.version < 4]
+            await bridge.run(apply_migrations, earlier)
+
+            async def seed(con):
+                ids = [
+                    await con.fetchval(
+                        "INSERT INTO users (username, email, password_hash) "
+                        "VALUES ($1, $1 || '@example.com', 'x') RETURNING id",
+                        name,
+                    )
+                    for name in ("a", "b", "c")
+                ]
+                for owner, n in zip(ids, (3, 1, 0), strict=True):
+                    for i in range(n):
+                        await con.execute(
+                            "INSERT INTO alerts (owner_id, exchange, symbol, target_price, "
+                            "direction) VALUES ($1, 'binance', $2, 1, 'above')",
+                            owner,
+                            f"S{i}",
+                        )
+                return ids
+
+            ids = await bridge.run(seed)
+            assert await bridge.run(apply_migrations, load_migrations()) == [4]
+
+            async def counts(con):
+                rows = await con.fetch("SELECT id, alert_count FROM users ORDER BY id")
+                return [tuple(r) for r in rows]
+
+            assert await bridge.run(counts) == list(zip(ids, (3, 1, 0), strict=True))
