@@ -16,6 +16,11 @@ user sees. Fixed rate (``--rate``, lists/s shared by the clients): each client s
 schedule, and latency counts from the scheduled time (a late server is not excused by the
 client having waited for it), which is the latency at that offered load.
 
+In the same run (without ``--url``), the ceiling: a second child serves an ASGI app that answers
+every request with a constant 201, on hypercorn's trio worker configured as the engine's
+(``web.server.hypercorn_config``), and the same clients send it the same create requests.
+``creates_vs_ceiling`` is our creates/s over that: what is left for our own work per request.
+
 Accounts are set up first (bcrypt cost 4 in the child so that setup is quick; the cost does not
 touch the measured routes). Targets (issue 4): >= 2,000 creates/s, list p99 < 20 ms.
 """
@@ -30,8 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import trio
@@ -101,6 +109,56 @@ async def _serve(data_dir: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
+# --- the ceiling (child process): hypercorn's trio worker and an app that does nothing -------
+
+CEILING_BODY = json.dumps(
+    {
+        "id": 1,
+        "symbol": "BTCUSDT",
+        "exchange": "binance",
+        "target_price": "60000.25",
+        "direction": "above",
+        "status": "created",
+        "name": "",
+        "created_at": "2026-11-23T22:00:00.000000Z",
+    }
+).encode()
+
+
+async def _constant_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Read the request, answer a created alert's 201 without looking at it: what the server
+    costs per request before any work of ours."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    while (await receive()).get("more_body"):
+        pass
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(CEILING_BODY)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 201, "headers": headers})
+    await send({"type": "http.response.body", "body": CEILING_BODY})
+
+
+async def _serve_ceiling() -> None:
+    from hypercorn.trio import serve
+
+    from web.server import bound_port, hypercorn_config
+
+    async with trio.open_nursery() as nursery:
+        config = hypercorn_config("127.0.0.1", 0, grace_s=1.0)
+        binds = await nursery.start(partial(serve, _constant_app, config))  # type: ignore[arg-type]
+        print(f"PORT {bound_port(binds)}", flush=True)
+        await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
+        nursery.cancel_scope.cancel()
+
+
 # --- the load side (this process) ----------------------------------------------------------
 
 
@@ -162,11 +220,61 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _drive(host: str, port: int, args: argparse.Namespace) -> dict[str, float]:
-    conns = [
-        Connection(await trio.open_tcp_stream(host, port), f"{host}:{port}")
-        for _ in range(args.clients)
+async def _phase(
+    conns: list[Connection],
+    tokens: list[str],
+    total: int,
+    make: Callable[[int, int], tuple[str, str, bytes]],
+    rate: float | None = None,
+) -> tuple[float, list[float]]:
+    """``total`` requests from every client: closed loop, or at ``rate`` requests/s shared by
+    the clients (latency from each request's scheduled time). (seconds, latencies)."""
+    clients = len(conns)
+    remaining = [total]
+    latencies: list[float] = []
+    origin = trio.current_time()
+
+    async def client(i: int) -> None:
+        conn, token = conns[i], tokens[i % len(tokens)]
+        due = origin + (i / rate if rate else 0.0)
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            method, path, body = make(i, remaining[0])
+            if rate:
+                await trio.sleep_until(due)
+                started = time.perf_counter() - (trio.current_time() - due)
+                due += clients / rate
+            else:
+                started = time.perf_counter()
+            status, text = await conn.request(method, path, body, token)
+            latencies.append(time.perf_counter() - started)
+            if status >= 300:
+                raise RuntimeError(f"{method} {path}: {status} {text[:200]!r}")
+
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in range(clients):
+            nursery.start_soon(client, i)
+    return time.perf_counter() - started, latencies
+
+
+def _create(i: int, n: int) -> tuple[str, str, bytes]:
+    body = {"symbol": "BTCUSDT", "target_price": f"{60000 + n % 20000}.25", "direction": "above"}
+    return "POST", "/api/alerts", json.dumps(body).encode()
+
+
+def _listing(i: int, n: int) -> tuple[str, str, bytes]:
+    return "GET", "/api/alerts?page_size=10", b""
+
+
+async def _connect(host: str, port: int, clients: int) -> list[Connection]:
+    return [
+        Connection(await trio.open_tcp_stream(host, port), f"{host}:{port}") for _ in range(clients)
     ]
+
+
+async def _drive(host: str, port: int, args: argparse.Namespace) -> dict[str, float]:
+    conns = await _connect(host, port, args.clients)
     tokens: list[str] = []
     run_id = os.getpid()
     for i in range(args.users):
@@ -181,55 +289,12 @@ async def _drive(host: str, port: int, args: argparse.Namespace) -> dict[str, fl
         status, text = await conns[0].request("POST", "/api/auth/login", json.dumps(body).encode())
         tokens.append(json.loads(text)["access"])
 
-    async def phase(
-        total: int, make: object, rate: float | None = None
-    ) -> tuple[float, list[float]]:
-        """``total`` requests from every client: closed loop, or at ``rate`` requests/s shared
-        by the clients (latency from each request's scheduled time)."""
-        remaining = [total]
-        latencies: list[float] = []
-        origin = trio.current_time()
-
-        async def client(i: int) -> None:
-            conn, token = conns[i], tokens[i % len(tokens)]
-            due = origin + (i / rate if rate else 0.0)
-            while remaining[0] > 0:
-                remaining[0] -= 1
-                method, path, body = make(i, remaining[0])  # type: ignore[operator]
-                if rate:
-                    await trio.sleep_until(due)
-                    started = time.perf_counter() - (trio.current_time() - due)
-                    due += args.clients / rate
-                else:
-                    started = time.perf_counter()
-                status, text = await conn.request(method, path, body, token)
-                latencies.append(time.perf_counter() - started)
-                if status >= 300:
-                    raise RuntimeError(f"{method} {path}: {status} {text[:200]!r}")
-
-        started = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for i in range(args.clients):
-                nursery.start_soon(client, i)
-        return time.perf_counter() - started, latencies
-
-    def create(i: int, n: int) -> tuple[str, str, bytes]:
-        body = {
-            "symbol": "BTCUSDT",
-            "target_price": f"{60000 + n % 20000}.25",
-            "direction": "above",
-        }
-        return "POST", "/api/alerts", json.dumps(body).encode()
-
-    def listing(i: int, n: int) -> tuple[str, str, bytes]:
-        return "GET", "/api/alerts?page_size=10", b""
-
-    await phase(min(1000, args.creates), create)  # warm-up: connections, pools, caches
-    create_s, create_lat = await phase(args.creates, create)
-    list_s, list_lat = await phase(args.lists, listing)
+    await _phase(conns, tokens, min(1000, args.creates), _create)  # warm-up: pools, caches
+    create_s, create_lat = await _phase(conns, tokens, args.creates, _create)
+    list_s, list_lat = await _phase(conns, tokens, args.lists, _listing)
     rated: dict[str, float] = {}
     if args.rate:
-        rated_s, rated_lat = await phase(args.lists, listing, args.rate)
+        rated_s, rated_lat = await _phase(conns, tokens, args.lists, _listing, args.rate)
         rated = {
             "rated_lists_per_s": args.lists / rated_s,
             "rated_list_p50_ms": statistics.median(rated_lat) * 1e3,
@@ -250,18 +315,36 @@ async def _drive(host: str, port: int, args: argparse.Namespace) -> dict[str, fl
     }
 
 
-def _start_child(data_dir: Path) -> tuple[subprocess.Popen[str], int]:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.api_load", "--serve", str(data_dir)],
+async def _drive_ceiling(host: str, port: int, args: argparse.Namespace) -> float:
+    """Creates-shaped requests per second that the ceiling server answers, closed loop."""
+    conns = await _connect(host, port, args.clients)
+    await _phase(conns, ["none"], min(1000, args.creates), _create)  # warm-up
+    seconds, _ = await _phase(conns, ["none"], args.creates, _create)
+    for conn in conns:
+        await conn.stream.aclose()
+    return args.creates / seconds
+
+
+@contextmanager
+def _child(*args: str) -> Iterator[int]:
+    """Run ``python -m benchmarks.api_load *args`` until the block ends; its port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.api_load", *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert child.stdout is not None
-    for line in child.stdout:
-        if line.startswith("PORT "):
-            return child, int(line.split()[1])
-    raise RuntimeError(f"the server process exited ({child.wait()}) before listening")
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        for line in process.stdout:
+            if line.startswith("PORT "):
+                yield int(line.split()[1])
+                break
+        else:
+            raise RuntimeError(f"the server process exited ({process.wait()}) before listening")
+    finally:
+        process.stdin.close()
+        process.wait(timeout=60)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -279,22 +362,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--url", help="an already running server (default: start one)")
     parser.add_argument("--serve", metavar="DIR", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-ceiling", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         trio.run(_serve, Path(args.serve))
+        return 0
+    if args.serve_ceiling:
+        trio.run(_serve_ceiling)
         return 0
     if args.url:
         parts = urlsplit(args.url)
         figures = trio.run(_drive, parts.hostname or "127.0.0.1", parts.port or 80, args)
     else:
         with tempfile.TemporaryDirectory(prefix="api_load_") as tmp:
-            child, port = _start_child(Path(tmp))
-            try:
+            with _child("--serve", tmp) as port:
                 figures = trio.run(_drive, "127.0.0.1", port, args)
-            finally:
-                assert child.stdin is not None
-                child.stdin.close()
-                child.wait(timeout=60)
+            with _child("--serve-ceiling") as port:
+                figures["ceiling_per_s"] = trio.run(_drive_ceiling, "127.0.0.1", port, args)
+            figures["creates_vs_ceiling"] = figures["creates_per_s"] / figures["ceiling_per_s"]
     print(json.dumps({k: round(v, 2) for k, v in figures.items()}))
     print(
         f"{args.clients} clients: {figures['creates_per_s']:.0f} creates/s "
@@ -302,6 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"list p50 {figures['list_p50_ms']:.1f} ms, p99 {figures['list_p99_ms']:.1f} ms "
         f"({figures['lists_per_s']:.0f}/s, closed loop)"
     )
+    if "ceiling_per_s" in figures:
+        print(
+            f"ceiling: hypercorn's trio worker answering every request with a constant 201: "
+            f"{figures['ceiling_per_s']:.0f} req/s; creates run at "
+            f"{figures['creates_vs_ceiling']:.2f} of it"
+        )
     if "rated_list_p50_ms" in figures:
         print(
             f"list at a fixed {args.rate:g}/s offered ({figures['rated_lists_per_s']:.0f}/s "

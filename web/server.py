@@ -47,13 +47,12 @@ class WebContext:
     book: TriggerBook
 
 
-def _hypercorn_config(ctx: WebContext, settings: WebSettings) -> HypercornConfig:
+def hypercorn_config(host: str, port: int, grace_s: float) -> HypercornConfig:
+    """How the engine runs hypercorn (also the API benchmark's ceiling server): one bind, no
+    access log, errors to our logger, 75 s keep-alive, a deep accept backlog."""
     hconfig = HypercornConfig()
-    host = ctx.config.http.host
-    hconfig.bind = [
-        f"[{host}]:{ctx.config.http.port}" if ":" in host else f"{host}:{ctx.config.http.port}"
-    ]
-    hconfig.graceful_timeout = settings.grace_s
+    hconfig.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    hconfig.graceful_timeout = grace_s
     hconfig.accesslog = None
     hconfig.errorlog = log
     hconfig.keep_alive_timeout = 75.0
@@ -81,7 +80,7 @@ async def run_web(
     secret = await resolve_secret(ctx.config)
     app = create_app(ctx, secret, settings)
     state: State = app.extensions["triggerbook"]
-    hconfig = _hypercorn_config(ctx, settings)
+    hconfig = hypercorn_config(ctx.config.http.host, ctx.config.http.port, settings.grace_s)
     shutdown = trio.Event()
 
     async with trio.open_nursery() as nursery:
