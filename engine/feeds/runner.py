@@ -471,18 +471,26 @@ class _Session:
             await self._deliver(tick)
 
     def _parse(self, frame: str | bytes, now: int) -> list[Tick]:
-        feed = self.feed
-        feed.state.last_frame_ns = now
+        """The frame's ticks (``[]`` for a bad frame or an error reply, each accounted for);
+        :meth:`receive` inlines the same steps."""
+        self.feed.state.last_frame_ns = now
         try:
-            ticks = feed.exchange.parse(frame, now)
-        except BadFrame as exc:
-            feed.bad_frame(exc)
+            ticks = self.feed.exchange.parse(frame, now)
+        except (BadFrame, SubscriptionRejected) as exc:
+            self._refused(exc)
             return []
-        except SubscriptionRejected as exc:
-            feed.rejected(exc, self)
-            return []
+        return ticks if self.slot.dedupe is None else self._fresh(ticks)
+
+    def _refused(self, exc: BadFrame | SubscriptionRejected) -> None:
+        if isinstance(exc, BadFrame):
+            self.feed.bad_frame(exc)
+        else:
+            self.feed.rejected(exc, self)
+
+    def _fresh(self, ticks: list[Tick]) -> list[Tick]:
+        """``ticks`` not seen yet on this slot during a handover (see the module doc)."""
         dedupe = self.slot.dedupe
-        if dedupe is None or not ticks:
+        if dedupe is None:
             return ticks
         fresh = []
         for tick in ticks:
@@ -558,7 +566,9 @@ class _Session:
         """
         assert self.ws is not None and self.stream is not None
         get_message = self.ws.get_message
-        parse = self._parse
+        parse = self.feed.exchange.parse
+        state = self.feed.state
+        slot = self.slot
         pending = self.pending
         stream = self.stream
         release = self.release
@@ -574,10 +584,17 @@ class _Session:
                     await release()
                     raise
                 now = time.monotonic_ns()
+                state.last_frame_ns = now
                 if now - pushed_ns > slack_ns:
                     pushed_ns = now
                     self.touch()
-                ticks = parse(frame, now)
+                try:
+                    ticks = parse(frame, now)
+                except (BadFrame, SubscriptionRejected) as exc:
+                    self._refused(exc)
+                    continue
+                if slot.dedupe is not None:
+                    ticks = self._fresh(ticks)
                 if ticks:
                     pending.extend(ticks)
                     if stream.idle or len(pending) >= HOLD_MAX:
