@@ -29,6 +29,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from engine.errors import ConfigError
+from engine.feeds.connection import split_ws_url
 from engine.model import Tick
 
 
@@ -69,6 +71,10 @@ class Exchange(ABC):
         table = dict(config or {})
         self.config: Mapping[str, Any] = {**self.options, **table}
         self.base_url: str = table.get("url") or self.url
+        try:
+            split_ws_url(self.base_url)
+        except ValueError as exc:
+            raise ConfigError(f"[feeds.{self.name}] url: {exc}") from None
         # Runner settings an operator may override per feed in ``[feeds.<name>]``.
         if "stale_after_s" in table:
             self.stale_after_s = float(table["stale_after_s"])

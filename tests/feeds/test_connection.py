@@ -10,7 +10,7 @@ import trio
 import trio_websocket
 
 from benchmarks.feed import serve_recording, trade_frames
-from engine.errors import FeedError
+from engine.errors import ConfigError, FeedError
 from engine.feeds.binance import Binance
 from engine.feeds.connection import _host_header, open_feed_connection, split_ws_url
 from engine.feeds.runner import HOLD_MAX, ExchangeFeed
@@ -42,6 +42,18 @@ def test_urls_split_into_host_port_resource_and_tls(
 def test_a_url_that_is_not_a_websocket_url_is_refused(url: str) -> None:
     with pytest.raises(ValueError, match="not a WebSocket URL"):
         split_ws_url(url)
+
+
+def test_a_refused_url_is_shown_without_its_query_or_credentials() -> None:
+    with pytest.raises(ValueError) as caught:
+        split_ws_url("https://user:pw@ws.finnhub.io/feed?token=s3cret#frag")
+    assert "s3cret" not in str(caught.value) and "pw" not in str(caught.value)
+    assert "'https://ws.finnhub.io/feed'" in str(caught.value)
+
+
+def test_an_exchange_with_a_url_that_is_not_a_websocket_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"\[feeds.binance\] url: not a WebSocket URL"):
+        Binance({"url": "http://127.0.0.1:9000"})
 
 
 def test_the_host_header_names_a_port_only_when_it_is_not_the_default() -> None:
