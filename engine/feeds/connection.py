@@ -8,15 +8,13 @@ to know when a burst ends, without a timer (epoll rounds an idle timer to a mill
 without trio-websocket's private state. This module gives it that signal through the public
 ``wrap_client_stream``:
 
-- the transport stream is wrapped in a :class:`DrainSignalStream`, whose ``receive_some``
-  first awaits ``on_drained`` and then marks itself ``idle`` while it waits for bytes;
-- the connection's message queue has size 0, so a message is handed straight from the reader
-  to ``get_message`` and never waits in a buffer.
+the transport stream is wrapped in a :class:`DrainSignalStream`, whose ``receive_some`` first
+awaits ``on_drained`` and then marks itself ``idle`` while it waits for bytes.
 
-Together: when the reader asks for more bytes, every message of the bytes before has already
-been taken by the feed, and ``on_drained`` is the moment to release what the feed holds. The feed
-checks ``idle`` after each message for the one case the callback cannot see (the reader was
-already waiting when the feed finished the last message).
+When the reader asks for more bytes, every message of the bytes before has been taken by the
+feed or waits in trio-websocket's one-message queue, and ``on_drained`` is the moment to release
+what the feed holds. The feed checks ``idle`` after each message for what the callback cannot
+see: a message it took, or finished, after the reader had already started waiting.
 """
 
 from __future__ import annotations
@@ -57,11 +55,6 @@ class DrainSignalStream(trio.abc.Stream):
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport.wait_send_all_might_not_block()
-
-    async def send_eof(self) -> None:
-        """Not used by a WebSocket client; present because ``trio.abc.Stream`` declares it."""
-        if isinstance(self.transport, trio.abc.HalfCloseableStream):
-            await self.transport.send_eof()
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -479,7 +479,7 @@ class _Session:
         except (BadFrame, SubscriptionRejected) as exc:
             self._refused(exc)
             return []
-        return ticks if self.slot.dedupe is None else self._fresh(ticks)
+        return self._fresh(ticks)
 
     def _refused(self, exc: BadFrame | SubscriptionRejected) -> None:
         if isinstance(exc, BadFrame):
