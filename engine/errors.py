@@ -10,6 +10,7 @@
     |   +-- StoreUnavailable          cannot connect, or the server went away (retryable)
     |   +-- MigrationError            a schema migration failed; the engine does not start
     |   +-- Conflict                  a unique value is taken (e.g. a username on register)
+    |   +-- StoreRefused              the database refused a value (a data or constraint error)
     +-- FeedError                     an exchange connection problem (the feed runner retries)
     |   +-- FeedClosed                the server closed the connection or the handshake failed
     |   +-- FeedStale                 no frame within the staleness limit while subscribed
@@ -24,6 +25,7 @@
         +-- PayloadTooLarge           a request body over the cap (413)
         +-- UnsupportedMediaType      a body that is not application/json (415)
         +-- Forbidden                 authenticated but not allowed: non-staff listing users (403)
+        +-- LimitReached              a per-user limit (live alerts, symbols) is reached (409)
 
 Library errors are re-raised as ours at the edge (``raise FeedClosed(...) from None``), so callers
 catch a named set and let everything else propagate.
@@ -75,6 +77,12 @@ class MigrationError(StoreError):
 
 class Conflict(StoreError):
     """Raised when a unique value is already taken (a username on register)."""
+
+
+class StoreRefused(StoreError):
+    """Raised when the database refuses the values of a call (a data error such as a numeric
+    or time overflow, or a constraint violation): retrying the same values fails again, so
+    callers set them aside (``engine/quarantine.py``) or answer 422, never retry."""
 
 
 class FeedError(TriggerbookError):
@@ -160,3 +168,13 @@ class UnsupportedMediaType(ApiError):
 class Forbidden(ApiError):
     """Raised when an authenticated user may not use a route at all (not for another user's
     objects: those are :class:`NotFound`, so their existence never leaks)."""
+
+
+class LimitReached(ApiError):
+    """Raised when a create would take a user past a configured limit (live alerts, distinct
+    symbols); ``field`` names the request field concerned."""
+
+    def __init__(self, detail: str, field: str | None = None) -> None:
+        self.detail = detail
+        self.field = field
+        super().__init__(detail)

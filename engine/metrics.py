@@ -160,6 +160,11 @@ class Metrics:
         self.store_retries = Counter(
             "triggerbook_store_retries_total", "Fire batches retried: the database was away."
         )
+        self.quarantined = Counter(
+            "triggerbook_quarantined_total",
+            "Rows, commands, ticks and fires set aside as unusable (engine/quarantine.py).",
+            ["kind"],
+        )
 
     def all(self) -> list[_Metric]:
         return [m for m in vars(self).values() if isinstance(m, _Metric)]

@@ -42,18 +42,19 @@ from typing import NoReturn
 
 from sortedcontainers import SortedList
 
+from engine import limits
 from engine.errors import BookError, DuplicateTrigger, PriceOutOfRange
 from engine.model import Direction, Tick, Trigger
 
 __all__ = ["MAX_TARGET", "MIN_TARGET", "PRECISION", "TriggerBook"]
 
-PRECISION = 18
+PRECISION = limits.PRICE_FRACTION_DIGITS
 """Fractional digits the book holds exactly; a target finer than this is rejected."""
 
 SCALE = 10**PRECISION
 MIN_TARGET = Decimal(1).scaleb(-PRECISION)
 """The smallest target the book holds (``1E-18``)."""
-MAX_TARGET = Decimal(SCALE)
+MAX_TARGET = limits.PRICE_BOUND
 """Targets must be below this (``10**18``)."""
 
 _MAX_KEY = SCALE * SCALE  # keys are in [1, _MAX_KEY)
