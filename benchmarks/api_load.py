@@ -61,6 +61,7 @@ async def _serve(data_dir: Path) -> None:
     from engine.feeds.status import FeedStates
     from engine.metrics import Metrics
     from engine.model import BookCommand, Fire, Tick
+    from engine.quarantine import Quarantine
     from engine.store import open_store
     from web.server import WebContext, run_web
     from web.state import WebSettings
@@ -90,6 +91,7 @@ async def _serve(data_dir: Path) -> None:
             feed_states=FeedStates(),
             metrics=metrics,
             book=book,
+            quarantine=Quarantine(metrics),
         )
         settle_heap()  # as the engine does once loaded
         async with trio.open_nursery() as nursery:

@@ -31,6 +31,7 @@ from engine.feeds.runner import run_feeds
 from engine.feeds.status import FeedStates
 from engine.metrics import Metrics
 from engine.model import BookCommand, Fire, Tick
+from engine.quarantine import Quarantine
 from engine.store import Store, open_store, run_fire_recorder
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Engine:
     feeds: FeedRegistry
     feed_states: FeedStates
     metrics: Metrics
+    quarantine: Quarantine
     commands: trio.MemorySendChannel[BookCommand]
     http_port: int
 
@@ -86,6 +88,7 @@ async def run_engine(
     from web.server import WebContext, run_web  # the web imports the engine, not the reverse
 
     metrics = Metrics()
+    quarantine = Quarantine(metrics)
     prices = LastPrices()
     demand = Demand()
     feed_states = FeedStates()
@@ -116,6 +119,7 @@ async def run_engine(
                 feed_states=feed_states,
                 metrics=metrics,
                 book=book,
+                quarantine=quarantine,
             )
             http_port = await nursery.start(run_web, web)
             log.info("triggerbook ready on http://%s:%d", config.http.host, http_port)
@@ -129,6 +133,7 @@ async def run_engine(
                     feeds,
                     feed_states,
                     metrics,
+                    quarantine,
                     commands_send,
                     http_port,
                 )

@@ -18,6 +18,7 @@ from engine.errors import (
     ApiError,
     Conflict,
     Forbidden,
+    LimitReached,
     MalformedRequest,
     NotFound,
     PayloadTooLarge,
@@ -52,6 +53,7 @@ PROBLEMS: tuple[tuple[type[BaseException], ProblemKind], ...] = (
     (Forbidden, ProblemKind(403, "forbidden", "Not allowed")),
     (NotFound, ProblemKind(404, "not-found", "Not found")),
     (Conflict, ProblemKind(409, "conflict", "Already exists")),
+    (LimitReached, ProblemKind(409, "limit-reached", "Limit reached")),
     (PayloadTooLarge, ProblemKind(413, "payload-too-large", "Request body too large")),
     (UnsupportedMediaType, ProblemKind(415, "unsupported-media-type", "Unsupported media type")),
     (RateLimited, ProblemKind(429, "rate-limited", "Too many attempts")),
@@ -113,7 +115,7 @@ def from_error(error: ApiError | Conflict | StoreUnavailable) -> Response:
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, PayloadTooLarge):  # the rest of the body is never read: end the connection
         headers["Connection"] = "close"
-    if isinstance(error, ValidationFailed):
+    if isinstance(error, ValidationFailed | LimitReached):
         return problem(kind, error.detail, field=error.field, headers=headers)
     return problem(kind, str(error), headers=headers)
 

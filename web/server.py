@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from engine.feeds.status import FeedStates
     from engine.metrics import Metrics
     from engine.model import BookCommand
+    from engine.quarantine import Quarantine
     from engine.store import Store
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class WebContext:
     feed_states: FeedStates
     metrics: Metrics
     book: TriggerBook
+    quarantine: Quarantine
 
 
 def hypercorn_config(host: str, port: int, grace_s: float) -> HypercornConfig:

@@ -27,6 +27,7 @@ from engine.feeds.registry import load_registry
 from engine.feeds.status import FeedStates
 from engine.metrics import Metrics
 from engine.model import BookCommand, Tick
+from engine.quarantine import Quarantine
 from web.app import create_app
 from web.auth import PasswordHasher
 from web.server import WebContext, run_web
@@ -197,6 +198,7 @@ async def api(store: Any, nursery: trio.Nursery, tmp_path: Path) -> AsyncIterato
     )
     send, receive = trio.open_memory_channel[BookCommand](10_000)
     prices = LastPrices()
+    metrics = Metrics()
     ctx = WebContext(
         config=config,
         store=store,
@@ -204,8 +206,9 @@ async def api(store: Any, nursery: trio.Nursery, tmp_path: Path) -> AsyncIterato
         prices=prices,
         feeds=registry,
         feed_states=FeedStates(),
-        metrics=Metrics(),
+        metrics=metrics,
         book=None,  # type: ignore[arg-type]  # the book actor is not part of these tests
+        quarantine=Quarantine(metrics),
     )
     with trio.fail_after(20):
         port = await nursery.start(partial(run_web, ctx, settings=SETTINGS))
