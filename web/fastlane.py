@@ -14,6 +14,9 @@ request is ever handled twice with effect.
 
 After the write of a create, errors are answered here with the app's own responses
 (``web.app.error_response``). Every response is counted in ``http_requests`` as the app does.
+
+Every request the app answers goes through an :class:`_Exchange`, which keeps the connection
+sound when an answer comes before the body was read (a 405, 404, 401, 413 ...): see there.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import trio
 from werkzeug.sansio.utils import get_current_url, get_host
 
 from engine.errors import ApiError, StoreUnavailable
@@ -43,6 +47,9 @@ SIMPLE_QUERY = re.compile(rb"(?:(?:page|page_size)=[0-9]{1,9})(?:&(?:page|page_s
 MAX_BASES = 64
 ERROR_HOOK = Callable[[BaseException, str, str], Any]
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+# How long an answer given before the body was read waits for the rest of that body.
+DRAIN_S = 2.0
+CLOSE = (b"connection", b"close")
 
 
 class _HandOver(Exception):
@@ -53,9 +60,15 @@ class FastLane:
     """ASGI app: the fast lane for the hottest requests, in front of ``app`` (see above)."""
 
     def __init__(
-        self, app: ASGIApp, state: State, error_response: ERROR_HOOK, max_body: int
+        self,
+        app: ASGIApp,
+        state: State,
+        error_response: ERROR_HOOK,
+        max_body: int,
+        drain_s: float = DRAIN_S,
     ) -> None:
         self._app = app
+        self._drain_s = drain_s
         self._state = state
         self._error_response = error_response
         self._max_body = max_body
@@ -65,28 +78,33 @@ class FastLane:
         self._bases: dict[tuple[str, bytes, Any], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != PATH
-            or scope.get("root_path", "")
-            or scope["method"] not in ("GET", "POST")
-        ):
+        if scope["type"] != "http":
             await self._app(scope, receive, send)
+            return
+        method = scope["method"]
+        if scope["path"] != PATH or scope.get("root_path", "") or method not in ("GET", "POST"):
+            await self._hand_over(scope, receive, send)
             return
         received: list[Message] = []
         try:
             headers = _headers(scope)
             user_id = self._user(headers)
             if scope["method"] == "GET":
+                if b"transfer-encoding" in headers or headers.get(b"content-length", b"0") != b"0":
+                    raise _HandOver  # a GET with a body: the app answers it, the body read
                 status, headers, body = await self._list(scope, headers, user_id)
             else:
                 status, headers, body = await self._create(headers, user_id, receive, received)
         except _HandOver:
-            await self._app(scope, _replay(received, receive), send)
+            await self._hand_over(scope, _replay(received, receive), send)
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         self._count(method=scope["method"], status=str(status))
+
+    async def _hand_over(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = _Exchange(scope, receive, send, self._max_body, self._drain_s)
+        await self._app(scope, exchange.receive, exchange.send)
 
     def _user(self, headers: dict[bytes, bytes]) -> int:
         raw = headers.get(b"authorization")
@@ -194,3 +212,83 @@ def _replay(received: list[Message], receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+class _Exchange:
+    """One request the app answers: the body is read to its end before the answer starts.
+
+    Why: an answer given before the body was read (a 405 from routing, a 401, a 415 ...)
+    leaves the body on the connection, and hypercorn (h11) can only start the next request
+    once the body has ended. Left alone, hypercorn closes the connection from inside the app's
+    last ``send``; quart-trio cancels that send as the app ends, so the close never ran and the
+    connection hung with the client waiting (issue 12, case 8). So:
+
+    - before the answer starts, the rest of the body is read and dropped, up to the body cap
+      and for at most ``drain_s``: the connection stays usable for the next request;
+    - a body over the cap (declared or sent), or one that does not arrive in time, gets the
+      answer with ``Connection: close``, and the connection closes after it;
+    - the answer's last message is sent shielded from cancellation, so hypercorn's recycling
+      (or closing) of the connection, which runs inside it, always runs to its end.
+
+    Quart reads the body in a task of its own; both readers take ``_lock`` so that each message
+    is noted exactly once and the drain never waits for a message Quart already took.
+    """
+
+    __slots__ = ("_cap", "_done", "_drain_s", "_lock", "_receive", "_seen", "_send", "_too_big")
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, cap: int, drain_s: float
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self._cap = cap
+        self._drain_s = drain_s
+        self._lock = trio.Lock()
+        self._done = False
+        self._seen = 0
+        self._too_big = _declared_length(scope) > cap
+
+    async def receive(self) -> Message:
+        async with self._lock:
+            return self._note(await self._receive())
+
+    def _note(self, message: Message) -> Message:
+        if message["type"] == "http.request":
+            self._seen += len(message.get("body", b""))
+            self._done = not message.get("more_body", False)
+        else:  # http.disconnect: nothing more will come
+            self._done = True
+        return message
+
+    async def _drain(self) -> bool:
+        """Read the rest of the body; False when it is over the cap or does not end in time."""
+        with trio.move_on_after(self._drain_s):
+            while not self._done:
+                if self._too_big or self._seen > self._cap:
+                    return False
+                async with self._lock:
+                    if not self._done:
+                        self._note(await self._receive())
+            return self._seen <= self._cap
+        return False
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start" and not self._done:
+            headers = list(message.get("headers", ()))
+            closing = any(k.lower() == b"connection" and b"close" in v.lower() for k, v in headers)
+            if not closing and not await self._drain():
+                message = {**message, "headers": [*headers, CLOSE]}
+        if kind == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await self._send(message)
+            return
+        await self._send(message)
+
+
+def _declared_length(scope: Scope) -> int:
+    """The request's Content-Length (0 when absent; h11 has already refused a malformed one)."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
