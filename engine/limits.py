@@ -19,6 +19,7 @@ import unicodedata
 from decimal import Decimal
 
 __all__ = [
+    "MAX_LIST_OFFSET",
     "MAX_PRICE",
     "MIN_PRICE",
     "NAME_MAX",
@@ -49,15 +50,19 @@ TICK_TIME_MAX_MS = 253_402_300_799_999
 """The latest exchange time a tick may carry: 9999-12-31T23:59:59.999Z, milliseconds since the
 epoch. Postgres holds far later times, Python's ``datetime`` does not; 0 means "none sent"."""
 
+MAX_LIST_OFFSET = 10_000
+"""How deep a list may be paged (rows skipped): every page stays a few milliseconds whatever the
+owner holds; a longer list is narrowed with a filter."""
+
 NAME_MAX = 200
 """Characters of an alert's (or a destination's) name."""
 SYMBOL_MAX = 32
 """Characters of a symbol as any exchange spells it (``OANDA:EUR_USD``, ``BTC-USDT-SWAP``)."""
 
-# Unicode categories no stored text may hold: controls (NUL among them, which Postgres text
-# cannot store), surrogates (not encodable as UTF-8: a lone one arrives through a JSON escape),
-# unassigned and private-use code points, and the line and paragraph separators.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cs", "Cn", "Co", "Zl", "Zp"})
+# Unicode categories no stored text may hold: controls (C0 and C1; NUL among them, which Postgres
+# text cannot store) and surrogates (not encodable as UTF-8: a lone one arrives through a JSON
+# escape). Both are easy to state in a JSON Schema pattern, so the API document says the same.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cs"})
 
 
 def price_problem(value: Decimal) -> str | None:
@@ -98,8 +103,8 @@ def tick_problem(price: Decimal, exchange_time_ms: int) -> str | None:
 def text_problem(value: str, max_length: int) -> str | None:
     """Why ``value`` cannot be stored as a name or other free text, or None when it can.
 
-    At most ``max_length`` characters, none of them a control character (NUL, newline, ...), a
-    surrogate, an unassigned or private-use code point, or a line or paragraph separator.
+    At most ``max_length`` characters, none of them a control character (NUL, newline, ...) or
+    a surrogate.
     """
     if len(value) > max_length:
         return f"is longer than {max_length} characters"

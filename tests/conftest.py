@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,33 @@ def pg_url() -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_database(pg_url: str) -> Callable[[], Awaitable[str]]:
+    """A factory of empty databases on the session's server: ``url = await fresh_database()``
+    (inside a Trio test; each call makes a new one, e.g. one per Hypothesis example)."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+    import trio_asyncio
+
+    async def make() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+
+        async def create() -> None:
+            con = await asyncpg.connect(pg_url)
+            try:
+                await con.execute(f"CREATE DATABASE {name}")
+            finally:
+                await con.close()
+
+        async with trio_asyncio.open_loop():
+            await trio_asyncio.aio_as_trio(create)()
+        return urlunsplit(urlsplit(pg_url)._replace(path=f"/{name}"))
+
+    return make
 
 
 @pytest.fixture

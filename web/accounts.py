@@ -30,13 +30,15 @@ def user_view(user: User) -> dict[str, Any]:
     }
 
 
+REGISTER = v.Body("Register", {"username": v.USERNAME, "password": v.PASSWORD, "email": v.EMAIL})
+LOGIN = v.Body("Login", {"username": v.Text(150), "password": v.Secret(1024)})
+REFRESH_BODY = v.Body("RefreshRequest", {"refresh": v.Secret(4096)})
+
+
 async def register(state: State, user_id: None) -> Response:
     """Create an account; 409 when the username is taken (case-insensitively)."""
-    body = await read_json(state.settings.max_body)
-    v.check_fields(body, required=("username", "password", "email"))
-    username = v.username(body["username"])
-    password = v.password(body["password"])
-    email = v.email(body["email"])
+    fields = REGISTER.clean(await read_json(state.settings.max_body))
+    username, password, email = fields["username"], fields["password"], fields["email"]
     digest = await state.hasher.hash(password)
     user = await state.ctx.store.create_user(username, email, digest)
     return json_response(
@@ -54,10 +56,8 @@ async def login(state: State, user_id: None) -> Response:
     Raises :class:`RateLimited` when the username or the address has too many recent failures
     and :class:`Unauthorized` for a wrong username or password (one message for both).
     """
-    body = await read_json(state.settings.max_body)
-    v.check_fields(body, required=("username", "password"))
-    username = v.string(body, "username", max_length=150)
-    password = v.string(body, "password", max_length=1024)
+    fields = LOGIN.clean(await read_json(state.settings.max_body))
+    username, password = fields["username"], fields["password"]
     user_key, address_key = f"user:{username.lower()}", f"addr:{_client_address()}"
     state.by_user.check(user_key)
     state.by_address.check(address_key)
@@ -81,9 +81,7 @@ async def login(state: State, user_id: None) -> Response:
 
 async def refresh(state: State, user_id: None) -> Response:
     """A new access token for a valid refresh token of a user that still exists."""
-    body = await read_json(state.settings.max_body)
-    v.check_fields(body, required=("refresh",))
-    token = v.string(body, "refresh", max_length=4096)
+    token = REFRESH_BODY.clean(await read_json(state.settings.max_body))["refresh"]
     claims = state.tokens.verify(token, REFRESH)
     if await state.ctx.store.get_user(claims.user_id) is None:
         raise Unauthorized("the token's user no longer exists")
@@ -147,7 +145,7 @@ def routes() -> list[Route]:
             register,
             "Register",
             auth=False,
-            body="Register",
+            body=REGISTER,
             responses=_REGISTER,
         ),
         Route(
@@ -157,7 +155,7 @@ def routes() -> list[Route]:
             login,
             "Log in",
             auth=False,
-            body="Login",
+            body=LOGIN,
             responses=_LOGIN,
         ),
         Route(
@@ -167,7 +165,7 @@ def routes() -> list[Route]:
             refresh,
             "Exchange a refresh token for an access token",
             auth=False,
-            body="RefreshRequest",
+            body=REFRESH_BODY,
             responses=_REFRESH,
         ),
         Route(
@@ -194,7 +192,7 @@ def routes() -> list[Route]:
             register,
             "Register (historic)",
             auth=False,
-            body="Register",
+            body=REGISTER,
             responses=_REGISTER,
             alias_of="POST /api/auth/register",
         ),
@@ -205,7 +203,7 @@ def routes() -> list[Route]:
             login,
             "Log in (historic)",
             auth=False,
-            body="Login",
+            body=LOGIN,
             responses=_LOGIN,
             alias_of="POST /api/auth/login",
         ),
@@ -216,7 +214,7 @@ def routes() -> list[Route]:
             login,
             "Log in (historic)",
             auth=False,
-            body="Login",
+            body=LOGIN,
             responses=_LOGIN,
             alias_of="POST /api/auth/login",
         ),
@@ -227,7 +225,7 @@ def routes() -> list[Route]:
             refresh,
             "Refresh (historic)",
             auth=False,
-            body="RefreshRequest",
+            body=REFRESH_BODY,
             responses=_REFRESH,
             alias_of="POST /api/auth/refresh",
         ),

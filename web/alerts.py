@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, request
 
+from engine import limits
 from engine.errors import NotFound, ValidationFailed
 from engine.model import Alert, AlertStatus, Direction, RemoveTrigger
+from web import markets
 from web import validation as v
 from web.batcher import Row
 from web.spec import (
-    STATUS,
-    STR,
     Param,
     Route,
     ok,
@@ -30,15 +30,56 @@ from web.spec import (
 )
 from web.state import State, json_response, page_links, plain, read_json
 
-DEFAULT_EXCHANGE = "binance"
+if TYPE_CHECKING:
+    from web.server import WebContext
+
+CREATE = "AlertCreate"
+LEGACY_CREATE = "LegacyAlertCreate"
 LEGACY_SYMBOL = "BTCUSDT"  # the historic clients tracked BTC only and sent no symbol
 LEGACY_PRICE_FIELDS = ("price", "trigger_value")
 MAX_ID = 2**63 - 1
 LIST_QUERY = ("status", "symbol", "exchange", "page", "page_size")
+DIRECTION = v.Choice(
+    lambda: ("above", "below"),
+    "the crossing that fires",
+    "above: fires at price >= target; below: at price <= target. Omitted: inferred from the "
+    "last price (target >= last: above)",
+)
 
 
-def alert_view(alert: Alert) -> dict[str, Any]:
-    """An alert as the API shows it to its owner."""
+def create_body(ctx: WebContext, name: str = CREATE, legacy: bool = False) -> v.Body:
+    """The rules of a create body for the exchanges this server feeds (built once per app)."""
+    optional: dict[str, v.Rule] = {
+        "direction": DIRECTION,
+        "exchange": markets.exchange_rule(ctx),
+        "name": v.NAME,
+    }
+    if legacy:
+        optional = {
+            "symbol": markets.SYMBOL_TEXT,
+            "target_price": v.PRICE,
+            **{f: v.PRICE for f in LEGACY_PRICE_FIELDS},
+            **optional,
+        }
+        return v.Body(
+            name,
+            {},
+            optional,
+            "the historic body: one of target_price, price or trigger_value; symbol defaults "
+            "to BTCUSDT",
+        )
+    return v.Body(name, {"symbol": markets.SYMBOL_TEXT, "target_price": v.PRICE}, optional)
+
+
+def alert_view(alert: Alert, state: State | None = None) -> dict[str, Any]:
+    """An alert as the API shows it to its owner.
+
+    ``problem`` says why a live alert may not fire as asked (the engine set it aside, see
+    ``engine/quarantine.py``), or is null.
+    """
+    problem = None
+    if state is not None and alert.status is AlertStatus.CREATED:
+        problem = state.ctx.quarantine.reason_for(alert.id)
     return {
         "id": alert.id,
         "symbol": alert.symbol,
@@ -51,41 +92,15 @@ def alert_view(alert: Alert) -> dict[str, Any]:
         "triggered_at": alert.triggered_at,
         "triggered_price": plain(alert.triggered_price),
         "deleted_at": alert.deleted_at,
+        "problem": problem,
     }
 
 
-def exchange_name(state: State, body: dict[str, Any]) -> str:
-    if "exchange" not in body:
-        return DEFAULT_EXCHANGE
-    name = v.string(body, "exchange", max_length=64).strip().lower()
-    known = state.ctx.feeds.names()
-    if name not in known:
-        raise ValidationFailed(
-            f"exchange {name!r} is not loaded (loaded: {', '.join(known) or 'none'})",
-            field="exchange",
-        )
-    return name
-
-
-def symbol_name(state: State, exchange: str, raw: Any) -> str:
-    text = v.symbol(raw)
-    try:
-        normal = state.ctx.feeds.normalise(exchange, text)
-    except (KeyError, ValueError):
-        raise ValidationFailed(
-            f"{text!r} is not a symbol {exchange} can spell", field="symbol"
-        ) from None
-    return v.symbol(normal)
-
-
-def _direction(
-    state: State, body: dict[str, Any], exchange: str, symbol: str, target: Decimal
+async def _direction(
+    state: State, given: str | None, exchange: str, symbol: str, target: Decimal
 ) -> Direction:
-    if "direction" in body:
-        text = body["direction"]
-        if not isinstance(text, str) or text.strip().lower() not in ("above", "below"):
-            raise ValidationFailed("direction must be 'above' or 'below'", field="direction")
-        return Direction(text.strip().lower())
+    if given is not None:
+        return Direction(given)
     tick = state.ctx.prices.get(exchange, symbol)
     if tick is None:
         raise ValidationFailed(
@@ -96,14 +111,14 @@ def _direction(
     return Direction.ABOVE if target >= tick.price else Direction.BELOW
 
 
-def parse_create(state: State, user_id: int, body: dict[str, Any]) -> Row:
-    """The row a create body asks for; raises :class:`ValidationFailed` naming the field."""
-    exchange = exchange_name(state, body)
-    symbol = symbol_name(state, exchange, body["symbol"])
-    target = v.price(body["target_price"])
-    direction = _direction(state, body, exchange, symbol, target)
-    name = v.string(body, "name", max_length=v.NAME_MAX).strip() if "name" in body else ""
-    return (user_id, exchange, symbol, target, direction, name)
+async def parse_create(state: State, user_id: int, fields: dict[str, Any]) -> Row:
+    """The row a cleaned create body asks for (``create_body().clean``); raises
+    :class:`ValidationFailed` naming the field."""
+    exchange = markets.exchange_of(state.ctx, fields.get("exchange"))
+    symbol = markets.symbol_on(state.ctx, exchange, fields["symbol"])
+    target = fields["target_price"]
+    direction = await _direction(state, fields.get("direction"), exchange, symbol, target)
+    return (user_id, exchange, symbol, target, direction, fields.get("name", "").strip())
 
 
 async def write_create(state: State, row: Row) -> Alert:
@@ -113,38 +128,31 @@ async def write_create(state: State, row: Row) -> Alert:
         return await state.creates.create(*row)
 
 
-async def _create(state: State, user_id: int, body: dict[str, Any]) -> Alert:
-    return await write_create(state, parse_create(state, user_id, body))
+async def create(state: State, user_id: int, fields: dict[str, Any]) -> Alert:
+    """Create the alert a cleaned body asks for: validated, committed, in the book."""
+    return await write_create(state, await parse_create(state, user_id, fields))
 
 
 async def create_alert(state: State, user_id: int) -> Response:
-    body = await read_json(state.settings.max_body)
-    v.check_fields(
-        body, required=("symbol", "target_price"), optional=("direction", "exchange", "name")
-    )
-    alert = await _create(state, user_id, body)
-    return json_response(state, alert_view(alert), 201)
+    fields = state.bodies[CREATE].clean(await read_json(state.settings.max_body))
+    alert = await create(state, user_id, fields)
+    return json_response(state, alert_view(alert, state), 201)
 
 
 async def create_alert_legacy(state: State, user_id: int) -> Response:
     """The historic body: ``price`` or ``trigger_value`` name the target; BTCUSDT by default."""
-    body = await read_json(state.settings.max_body)
-    v.check_fields(
-        body,
-        required=(),
-        optional=("symbol", "target_price", *LEGACY_PRICE_FIELDS, "direction", "exchange", "name"),
-    )
-    given = [f for f in ("target_price", *LEGACY_PRICE_FIELDS) if f in body]
+    fields = state.bodies[LEGACY_CREATE].clean(await read_json(state.settings.max_body))
+    given = [f for f in ("target_price", *LEGACY_PRICE_FIELDS) if f in fields]
     if not given:
         raise ValidationFailed("target_price (or price, trigger_value) is required", "target_price")
     if len(given) > 1:
         raise ValidationFailed(f"send one of {', '.join(given)}, not several", field=given[1])
     field = given[0]
-    clean = {k: val for k, val in body.items() if k not in LEGACY_PRICE_FIELDS}
-    clean["target_price"] = v.price(body[field], field)
+    clean = {k: val for k, val in fields.items() if k not in LEGACY_PRICE_FIELDS}
+    clean["target_price"] = fields[field]
     clean.setdefault("symbol", LEGACY_SYMBOL)
-    alert = await _create(state, user_id, clean)
-    view = alert_view(alert)
+    alert = await create(state, user_id, clean)
+    view = alert_view(alert, state)
     if field != "target_price":
         view[field] = plain(alert.target_price)
     return json_response(state, view, 201)
@@ -160,7 +168,7 @@ async def get_alert(state: State, user_id: int, alert_id: int) -> Response:
     alert = await state.ctx.store.get_alert(user_id, _alert_id(alert_id))
     if alert is None:
         raise NotFound("no such alert")
-    return json_response(state, alert_view(alert))
+    return json_response(state, alert_view(alert, state))
 
 
 async def delete_alert(state: State, user_id: int, alert_id: int) -> Response:
@@ -180,7 +188,7 @@ async def delete_alert(state: State, user_id: int, alert_id: int) -> Response:
             message = "alert deleted"
         else:
             message = f"alert was already {alert.status.value}; nothing changed"
-    return json_response(state, {"message": message, "alert": alert_view(alert)})
+    return json_response(state, {"message": message, "alert": alert_view(alert, state)})
 
 
 async def list_alerts(state: State, user_id: int) -> Response:
@@ -197,48 +205,65 @@ async def alert_page(
     Raises :class:`ValidationFailed` for an unknown or malformed parameter.
     """
     v.check_query(query, LIST_QUERY)
-    page, size = v.page_params(query)
-    status = query.get("status")
-    if status is not None and status not in {s.value for s in AlertStatus}:
-        raise ValidationFailed("status must be created, triggered or deleted", field="status")
+    page, size = v.page_params(query, MAX_PAGE)
+    status = (
+        None if "status" not in query else AlertStatus(STATUS_RULE.clean(query["status"], "status"))
+    )
     exchange = None
     if "exchange" in query:
-        exchange = exchange_name(state, {"exchange": query["exchange"]})
-    symbol = None
+        exchange = state.bodies[CREATE].optional["exchange"].clean(query["exchange"], "exchange")
+    symbols: list[str] | None = None
     if "symbol" in query:
-        symbol = (
-            symbol_name(state, exchange, query["symbol"])
+        symbols = (
+            [markets.symbol_on(state.ctx, exchange, query["symbol"])]
             if exchange
-            else v.symbol(query["symbol"]).upper()
+            else markets.spellings(state.ctx, query["symbol"])
         )
-    if status is None and symbol is None and exchange is None:
+    if status is None and symbols is None and exchange is None:
         # the common case, read with other owners' pages in one statement (web/batcher.py)
         count, alerts = await state.lists.page(user_id, size, (page - 1) * size)
+    elif symbols == []:  # no exchange here can spell it, so no alert has it
+        count, alerts = 0, []
     else:
         count, alerts = await state.ctx.store.list_alerts(
             user_id,
-            status=None if status is None else AlertStatus(status),
-            symbol=symbol,
+            status=status,
+            symbols=symbols,
             exchange=exchange,
             limit=size,
             offset=(page - 1) * size,
         )
-    nxt, prev = page_links(page, size, count, base_url, query)
+    nxt, prev = page_links(page, size, count, base_url, query, MAX_PAGE)
     return {
         "count": count,
         "next": nxt,
         "previous": prev,
-        "results": [alert_view(a) for a in alerts],
+        "results": [alert_view(a, state) for a in alerts],
     }
 
 
-LIST_PARAMS = (
-    Param("status", STATUS, "only alerts in this status"),
-    Param("symbol", STR, "only this symbol (normalised)"),
-    Param("exchange", STR, "only this exchange"),
-    Param("page", {"type": "integer", "minimum": 1}, "1-based page number"),
-    Param("page_size", {"type": "integer", "minimum": 1}, "default 10, capped at 100"),
-)
+STATUS_RULE = v.Choice(lambda: tuple(s.value for s in AlertStatus), "an alert status")
+# Pages reach this deep and no further: offsets stay small, so every page (filtered or not) costs
+# a few milliseconds whatever the owner has; a longer list is narrowed with a filter.
+MAX_PAGE = max(1, limits.MAX_LIST_OFFSET // v.PAGE_SIZE_MAX + 1)
+
+
+def list_params(ctx: WebContext) -> tuple[Param, ...]:
+    """The list's query parameters, with the exchanges this server feeds."""
+    return (
+        Param("status", STATUS_RULE.schema(), "only alerts in this status"),
+        Param(
+            "symbol",
+            markets.SYMBOL_TEXT.schema(),
+            "only this symbol, spelt any way its exchange reads (every exchange's spelling when "
+            "no exchange is given)",
+        ),
+        Param("exchange", markets.exchange_rule(ctx).schema(), "only this exchange"),
+        Param("page", v.page_schema(MAX_PAGE), "1-based page number"),
+        Param("page_size", v.PAGE_SIZE_SCHEMA, "default 10, capped at 100"),
+    )
+
+
 _CREATE_RESPONSES = {
     **ok(201, "the alert, committed and in the book", ref("Alert")),
     **problems(400, 401, 413, 415, 422),
@@ -248,8 +273,11 @@ _DELETE = {**ok(200, "deleted (or already fired/deleted)", ref("Deleted")), **pr
 _LIST = {**ok(200, "a page of alerts, newest first", ref("AlertList")), **problems(401, 422)}
 
 
-def routes() -> list[Route]:
+def routes(ctx: WebContext) -> list[Route]:
     """The alert routes, canonical first, then the historic aliases."""
+    create_rules = create_body(ctx)
+    legacy_rules = create_body(ctx, LEGACY_CREATE, legacy=True)
+    list_query = list_params(ctx)
     return [
         Route(
             "POST",
@@ -257,7 +285,7 @@ def routes() -> list[Route]:
             "/api/alerts",
             create_alert,
             "Create an alert",
-            body="AlertCreate",
+            body=create_rules,
             responses=_CREATE_RESPONSES,
         ),
         Route(
@@ -266,7 +294,7 @@ def routes() -> list[Route]:
             "/api/alerts",
             list_alerts,
             "List your alerts",
-            query=LIST_PARAMS,
+            query=list_query,
             responses=_LIST,
         ),
         Route(
@@ -291,7 +319,7 @@ def routes() -> list[Route]:
             "/api/alerts/create/",
             create_alert_legacy,
             "Create an alert (historic route and body)",
-            body="LegacyAlertCreate",
+            body=legacy_rules,
             responses=_CREATE_RESPONSES,
             alias_of="POST /api/alerts",
         ),
@@ -301,7 +329,7 @@ def routes() -> list[Route]:
             "/api/alerts/",
             list_alerts,
             "List your alerts (historic)",
-            query=LIST_PARAMS,
+            query=list_query,
             responses=_LIST,
             alias_of="GET /api/alerts",
         ),

@@ -4,6 +4,10 @@ Each route's view checks the bearer token (when the route needs one) and calls i
 with the shared :class:`State`. Errors become problem+json through ``web/problems.py``:
 ours by class, the framework's (404 route, 405 method, 413 body) by status, anything else is a
 500 whose cause is logged and never shown.
+
+What a path serves is decided once, by the router (:class:`Methods`): a 405's ``Allow`` and the
+answer to ``OPTIONS`` (204 with ``Allow``, no token needed) are both read from it, and a
+trailing slash is optional on every path (the document lists what each spelling serves).
 """
 
 from __future__ import annotations
@@ -14,17 +18,20 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.exceptions import NotFound as NoRoute
+from werkzeug.routing import IntegerConverter, Map
 
 from engine.errors import ApiError, Conflict, StoreUnavailable
-from web import accounts, alerts, ops, prices
+from web import accounts, alerts, legacy, ops, prices
 from web.auth import ACCESS, AttemptLimiter, PasswordHasher, TokenCodec, bearer_token
 from web.batcher import CreateBatcher, ListBatcher
 from web.fastlane import FastLane
 from web.openapi import build_spec
-from web.problems import INTERNAL, from_error, from_http, problem
+from web.problems import INTERNAL, allowed_only, from_error, from_http, options_answer, problem
 from web.spec import Route
 from web.state import State, WebSettings
+from web.validation import Body
 
 if TYPE_CHECKING:  # web.server imports this module
     from web.server import WebContext
@@ -32,11 +39,58 @@ if TYPE_CHECKING:  # web.server imports this module
 log = logging.getLogger(__name__)
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MAX_ID = 2**63 - 1
 
 
-def all_routes() -> list[Route]:
+class PathId(IntegerConverter):
+    """``<int:...>`` in a rule: an id the database can hold (1 .. 2**63-1), else no route (404).
+
+    Bounding ids in the router, not in each handler, makes every method (and ``OPTIONS``) agree
+    that ``/api/alerts/0`` or ``/api/alerts/99999999999999999999`` names nothing.
+    """
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+
+class Methods:
+    """The methods each path serves, asked of the router that dispatches the requests.
+
+    A method is served at a path when the router finds a rule for it there, so with trailing
+    slashes optional ``/api/alerts/1/`` serves what ``/api/alerts/1`` serves too. ``HEAD`` comes
+    with ``GET`` (the router adds it), ``OPTIONS`` with anything served.
+    """
+
+    def __init__(self, url_map: Map, routes: list[Route]) -> None:
+        self._adapter = url_map.bind("localhost")
+        self._methods = sorted({route.method for route in routes})
+
+    def at(self, path: str) -> tuple[str, ...]:
+        """The ``Allow`` list of ``path`` in a fixed order; empty when no route has it."""
+        served: set[str] = set()
+        for method in self._methods:
+            try:
+                self._adapter.match(path, method=method)
+            except HTTPException:
+                continue
+            served.add(method)
+        if "GET" in served:
+            served.add("HEAD")
+        if served:
+            served.add("OPTIONS")
+        return tuple(m for m in METHOD_ORDER if m in served)
+
+
+def all_routes(ctx: WebContext) -> list[Route]:
     """Every route the app serves, in the order the document lists them."""
-    return [*accounts.routes(), *alerts.routes(), *prices.routes(), *ops.routes()]
+    historic = legacy.routes(ctx)
+    # A historic route given again in web/legacy.py (with every seed client's body) wins.
+    taken = {(route.method, route.path) for route in historic}
+    routes = [*accounts.routes(), *alerts.routes(ctx), *prices.routes(ctx), *ops.routes()]
+    return [*(r for r in routes if (r.method, r.path) not in taken), *historic]
 
 
 def _view(state: State, route: Route) -> Any:
@@ -70,7 +124,9 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.url_map.strict_slashes = False
-    routes = all_routes()
+    app.url_map.merge_slashes = False  # "//" is no route (404), not a redirect
+    app.url_map.converters["int"] = PathId
+    routes = all_routes(ctx)
     state = State(
         ctx=ctx,
         settings=settings,
@@ -80,6 +136,9 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
         by_address=AttemptLimiter(settings.login_per_address, settings.login_window_s),
         creates=CreateBatcher(ctx.store, ctx.commands),
         lists=ListBatcher(ctx.store),
+    )
+    state.bodies.update(
+        (route.body.name, route.body) for route in routes if isinstance(route.body, Body)
     )
     state.openapi = msgspec.json.encode(build_spec(routes))
     for route in routes:
@@ -92,6 +151,7 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
         )
     app.extensions["triggerbook"] = state
     app.extensions["triggerbook.routes"] = routes
+    app.extensions["triggerbook.methods"] = Methods(app.url_map, routes)
     _install_error_handlers(app)
     app.extensions["triggerbook.asgi"] = FastLane(app, state, error_response, settings.max_body)
     metrics = ctx.metrics
@@ -119,7 +179,22 @@ def error_response(error: BaseException, method: str, path: str) -> Response:
     return problem(INTERNAL, "the server failed to handle this request; it has been logged")
 
 
+def routing_answer(methods: Methods, method: str, path: str) -> Response:
+    """No rule for this method at this path: ``OPTIONS`` gets 204 with ``Allow``, any other
+    method 405 with the same ``Allow``; a path that serves nothing is a 404."""
+    allow = methods.at(path)
+    if not allow:
+        return from_http(NoRoute())
+    if method == "OPTIONS":
+        return options_answer(allow)
+    return allowed_only(allow)
+
+
 def _install_error_handlers(app: QuartTrio) -> None:
+    methods: Methods = app.extensions["triggerbook.methods"]
+
     @app.errorhandler(Exception)
     async def handle(error: Exception) -> Response:
+        if isinstance(error, NoRoute | MethodNotAllowed):  # the router's, never a handler's
+            return routing_answer(methods, request.method, request.path)
         return error_response(error, request.method, request.path)

@@ -8,6 +8,8 @@ tokens, so neither is ever accepted in place of the other. bcrypt runs in worker
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import secrets
 import time
@@ -122,12 +124,24 @@ def bearer_token(header: str | None) -> str:
     return token.strip()
 
 
+PREHASHED = "sha256$"  # marks a hash of the password's SHA-256, not of the password itself
+
+
+def _prehash(password: str) -> bytes:
+    """What bcrypt sees of a password: its SHA-256, base64 (44 bytes, no NUL). bcrypt reads at
+    most 72 bytes (and bcrypt>=5 refuses more), so hashing the digest lets a password be any
+    length and any text, a lone surrogate included, with every character counting."""
+    digest = hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest()
+    return base64.b64encode(digest)
+
+
 class PasswordHasher:
-    """bcrypt in worker threads, at most ``threads`` at a time.
+    """bcrypt of the password's SHA-256, in worker threads, at most ``threads`` at a time.
 
     ``rounds`` is bcrypt's cost (12 by default, ~0.25 s per hash; tests use 4). ``check`` of an
     unknown user still hashes (against a dummy hash) so timing does not reveal which usernames
-    exist.
+    exist. Hashes made before the SHA-256 step (plain bcrypt, no ``sha256$`` prefix) still
+    verify against the password's own bytes.
     """
 
     def __init__(self, rounds: int = 12, threads: int = 2) -> None:
@@ -136,24 +150,27 @@ class PasswordHasher:
         self._dummy: bytes | None = None  # made on first need, in a thread
 
     async def hash(self, password: str) -> str:
-        """The bcrypt hash of ``password`` (computed in a worker thread)."""
+        """The stored hash of ``password``: ``sha256$`` and bcrypt's output (in a thread)."""
         salt = bcrypt.gensalt(self.rounds)
         digest = await trio.to_thread.run_sync(
-            bcrypt.hashpw, password.encode("utf-8"), salt, limiter=self.limiter
+            bcrypt.hashpw, _prehash(password), salt, limiter=self.limiter
         )
-        return digest.decode("ascii")
+        return PREHASHED + digest.decode("ascii")
 
     async def check(self, password: str, hashed: str | None) -> bool:
         """Whether ``password`` matches ``hashed``; ``None`` (no such user) is always False."""
+        secret = _prehash(password)
         if hashed is None:
             if self._dummy is None:
                 self._dummy = (await self.hash("not-a-password")).encode("ascii")
-            target = self._dummy
-        else:
+            target = self._dummy.removeprefix(PREHASHED.encode("ascii"))
+        elif hashed.startswith(PREHASHED):
+            target = hashed.removeprefix(PREHASHED).encode("ascii")
+        else:  # a plain bcrypt hash from before the SHA-256 step
             target = hashed.encode("ascii")
-        ok = await trio.to_thread.run_sync(
-            bcrypt.checkpw, password.encode("utf-8"), target, limiter=self.limiter
-        )
+            raw = password.encode("utf-8", "surrogatepass")
+            secret = raw if len(raw) <= 72 else b""  # longer was never accepted: cannot match
+        ok = await trio.to_thread.run_sync(bcrypt.checkpw, secret, target, limiter=self.limiter)
         return bool(ok) and hashed is not None
 
 

@@ -7,16 +7,28 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from web.spec import COMPONENTS, Route, problems, ref
+from web.spec import COMPONENTS, Param, Route, problems, ref
 
 PATH_PARAM = re.compile(r"\{(\w+)\}")
 
 
 def _path_param(name: str) -> dict[str, Any]:
     schema: dict[str, Any] = (
-        {"type": "integer", "minimum": 1} if name.endswith("id") else {"type": "string"}
+        {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+        if name.endswith("id")
+        else {"type": "string"}
     )
     return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _given_path_param(param: Param) -> dict[str, Any]:
+    return {
+        "name": param.name,
+        "in": "path",
+        "required": True,
+        "schema": param.schema,
+        "description": param.description,
+    }
 
 
 def _operation(route: Route) -> dict[str, Any]:
@@ -36,7 +48,11 @@ def _operation(route: Route) -> dict[str, Any]:
     }
     if route.alias_of:
         op["description"] = f"Historic alias of `{route.alias_of}`, kept for older clients."
-    params = [_path_param(n) for n in PATH_PARAM.findall(route.path)]
+    given = {p.name: p for p in route.path_params}
+    params = [
+        _path_param(n) if n not in given else _given_path_param(given[n])
+        for n in PATH_PARAM.findall(route.path)
+    ]
     params += [
         {
             "name": p.name,
@@ -50,9 +66,10 @@ def _operation(route: Route) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     if route.body is not None:
+        name = route.body if isinstance(route.body, str) else route.body.name
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": ref(route.body)}},
+            "content": {"application/json": {"schema": ref(name)}},
         }
     op["security"] = [{"bearer": []}] if route.auth else []
     return op
@@ -61,8 +78,11 @@ def _operation(route: Route) -> dict[str, Any]:
 def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
     """The OpenAPI 3.1 document describing every route, request and response."""
     paths: dict[str, dict[str, Any]] = {}
+    components = dict(COMPONENTS)
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        if route.body is not None and not isinstance(route.body, str):
+            components[route.body.name] = route.body.schema()  # the rules the handler runs
     return {
         "openapi": "3.1.0",
         "info": {
@@ -73,7 +93,7 @@ def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": COMPONENTS,
+            "schemas": components,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },

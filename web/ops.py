@@ -2,7 +2,8 @@
 
 None of these need a token: a load balancer and a Prometheus scraper hold none. ``/readyz``
 is 503 problem+json with the reason for each check that fails (the database does not answer
-within ``READY_TIMEOUT_S``, an enabled feed with symbols to watch is not connected).
+within ``READY_TIMEOUT_S``, an enabled feed with symbols to watch is not connected). Either way
+``checks.quarantine`` counts what the engine set aside as unusable, with the latest entries.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ async def readyz(state: State, user_id: None) -> Response:
         if reason is not None:
             reasons.append(f"feed {name} {reason}")
     checks["feeds"] = feeds
+    # What the engine set aside instead of crashing (engine/quarantine.py): shown, not a reason
+    # to leave the load balancer, since everything else still works.
+    checks["quarantine"] = state.ctx.quarantine.summary()
     if reasons:
         return problem(NOT_READY, "; ".join(reasons), extra={"checks": checks})
     return json_response(state, {"status": "ready", "checks": checks})

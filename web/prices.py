@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quart import Response, request
 
-from engine.errors import NotFound
+from engine.errors import NotFound, ValidationFailed
 from engine.model import Tick
+from web import markets
 from web import validation as v
-from web.alerts import DEFAULT_EXCHANGE, exchange_name, symbol_name
-from web.spec import STR, Param, Route, ok, problems, ref
+from web.spec import Param, Route, ok, problems, ref
 from web.state import State, json_response, plain
+
+if TYPE_CHECKING:
+    from web.server import WebContext
 
 
 def price_view(tick: Tick, now_ns: int) -> dict[str, Any]:
@@ -42,17 +45,32 @@ async def list_prices(state: State, user_id: int) -> Response:
 async def get_price(state: State, user_id: int, symbol: str) -> Response:
     """One symbol's last price (``?exchange=``, default binance); 404 when none is known."""
     v.check_query(request.args, ("exchange",))
-    exchange = (
-        exchange_name(state, dict(request.args)) if "exchange" in request.args else DEFAULT_EXCHANGE
-    )
-    normal = symbol_name(state, exchange, symbol)
+    given = request.args.get("exchange")
+    if given is not None:
+        given = markets.price_exchange(state.ctx).clean(given, "exchange")
+    exchange = given or markets.DEFAULT_EXCHANGE
+    try:
+        normal = markets.symbol_on(state.ctx, exchange, symbol)
+    except ValidationFailed:
+        if _spelling_only(symbol):  # well formed, just not this exchange's: no price exists
+            raise NotFound(f"no price known for {symbol} on {exchange}") from None
+        raise
     tick = state.ctx.prices.get(exchange, normal)
     if tick is None:
         raise NotFound(f"no price known for {normal} on {exchange}")
     return json_response(state, price_view(tick, time.monotonic_ns()))
 
 
-def routes() -> list[Route]:
+def _spelling_only(symbol: str) -> bool:
+    """Whether ``symbol`` is a well-formed spelling (so refusing it is the exchange's word)."""
+    try:
+        markets.SYMBOL_TEXT.clean(symbol, "symbol")
+    except ValidationFailed:
+        return False
+    return True
+
+
+def routes(ctx: WebContext) -> list[Route]:
     return [
         Route(
             "GET",
@@ -68,7 +86,8 @@ def routes() -> list[Route]:
             "/api/prices/<path:symbol>",
             get_price,
             "Last price of one symbol",
-            query=(Param("exchange", STR, "default binance"),),
+            query=(Param("exchange", markets.price_exchange(ctx).schema(), "default binance"),),
+            path_params=(Param("symbol", markets.SYMBOL_TEXT.schema(), "spelt any way"),),
             responses={**ok(200, "the last price", ref("Price")), **problems(401, 404, 422)},
         ),
     ]

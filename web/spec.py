@@ -17,6 +17,8 @@ from typing import Any
 
 from quart import Response
 
+from web.validation import Body
+
 Schema = dict[str, Any]
 Handler = Callable[..., Awaitable[Response]]
 
@@ -80,9 +82,6 @@ COMPONENTS: dict[str, Schema] = {
         "required": ["type", "title", "status", "detail"],
         "additionalProperties": False,
     },
-    "Register": obj({"username": STR, "password": STR, "email": STR}),
-    "Login": obj({"username": STR, "password": STR}),
-    "RefreshRequest": obj({"refresh": STR}),
     "Tokens": obj(
         {
             "access": STR,
@@ -129,6 +128,11 @@ COMPONENTS: dict[str, Schema] = {
             "triggered_at": nullable(TIME),
             "triggered_price": nullable(DECIMAL),
             "deleted_at": nullable(TIME),
+            "problem": {
+                "type": ["string", "null"],
+                "description": "why this live alert may not fire as asked (set aside by the "
+                "engine, or refused by its exchange), else null",
+            },
         },
         {"price": DECIMAL, "trigger_value": DECIMAL},
     ),
@@ -168,8 +172,10 @@ class Route:
     """One method on one path.
 
     ``path`` is in OpenAPI spelling (``/api/alerts/{alert_id}``); ``rule`` is the Quart rule
-    (``/api/alerts/<int:alert_id>``). ``body`` names a request component schema; ``responses``
-    maps each status to ``(description, schema or None, media type)``.
+    (``/api/alerts/<int:alert_id>``). ``body`` is the request body's rules (``web/validation.py``:
+    the handler cleans the body with them and the document shows their schema) or the name of a
+    component schema; ``responses`` maps each status to ``(description, schema or None, media
+    type)``.
     """
 
     method: str
@@ -178,8 +184,9 @@ class Route:
     handler: Handler
     summary: str
     auth: bool = True
-    body: str | None = None
+    body: Body | str | None = None
     query: tuple[Param, ...] = ()
+    path_params: tuple[Param, ...] = ()  # schemas of path parameters beyond the default
     responses: Mapping[int, tuple[str, Schema | None, str]] = field(default_factory=dict)
     alias_of: str | None = None
     tag: str = "api"

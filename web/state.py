@@ -15,7 +15,7 @@ from quart import Response, request
 from engine.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
 from web.auth import AttemptLimiter, PasswordHasher, TokenCodec
 from web.batcher import CreateBatcher, ListBatcher
-from web.validation import parse_json_object
+from web.validation import Body, parse_json_object
 
 if TYPE_CHECKING:
     from web.server import WebContext
@@ -54,6 +54,7 @@ class State:
     creates: CreateBatcher  # run by web.server.run_web
     lists: ListBatcher  # run by web.server.run_web
     encoder: msgspec.json.Encoder = field(default_factory=msgspec.json.Encoder)
+    bodies: dict[str, Body] = field(default_factory=dict)  # each route's body rules, by name
     openapi: bytes = b""  # the encoded document, built once by create_app
 
 
@@ -95,13 +96,16 @@ def page_links(
     count: int,
     base: str | None = None,
     args: Mapping[str, str] | None = None,
+    max_page: int | None = None,
 ) -> tuple[str | None, str | None]:
     """Absolute ``next`` and ``previous`` links for a page of ``size`` out of ``count``.
 
     ``base`` (the URL without its query) and ``args`` (the query, first value per name) default
-    to the current request's.
+    to the current request's. No ``next`` past ``max_page``, the deepest page the route serves.
     """
     last = max(1, -(-count // size))
+    if max_page is not None:
+        last = min(last, max_page)
     base = request.base_url if base is None else base
     items = request.args.items() if args is None else args.items()
     kept = [(k, val) for k, val in items if k != "page"]

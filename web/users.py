@@ -50,9 +50,9 @@ def create_user_command(args: argparse.Namespace) -> int:
     """
     password = args.password if args.password is not None else _read_password()
     try:
-        username = v.username(args.username)
-        email = v.email(args.email)
-        password = v.password(password)
+        username = v.USERNAME.clean(args.username, "username")
+        email = v.EMAIL.clean(args.email, "email")
+        password = v.PASSWORD.clean(password, "password")
     except ValidationFailed as exc:
         print(f"triggerbook: {exc.detail}", file=sys.stderr)
         return 1

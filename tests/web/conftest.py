@@ -1,7 +1,9 @@
 """Fixtures of the web tests: the real server on port 0 over the real store, a real HTTP client.
 
-``api`` starts ``run_web`` in the test's nursery with a real ``LastPrices``, real channels (the
-book's command channel is read back by the tests) and the ``store`` fixture's database. Every
+``api`` starts ``run_web`` in the test's nursery with the real book actor (``run_book`` over a
+real ``TriggerBook``: whatever the web accepts, the book must hold), a real ``LastPrices`` and
+the ``store`` fixture's database. The commands the web sends the book pass through a relay that
+keeps a copy, so a test can read them back (``await api.drain()``). Every
 response the client receives is checked against ``/openapi.json``: the route's documented
 status codes and the schema of the body (a tiny validator for the JSON Schema subset the
 document uses), so the document is kept true by every test, not only by test_openapi.
@@ -11,30 +13,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 import trio
+import trio.testing
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from engine.book.actor import Demand, LastPrices, run_book
+from engine.book.book import TriggerBook
 from engine.config import load_config
 from engine.feeds.registry import load_registry
 from engine.feeds.status import FeedStates
 from engine.metrics import Metrics
-from engine.model import BookCommand, Tick
+from engine.model import BookCommand, Fire, Tick
 from engine.quarantine import Quarantine
 from web.app import create_app
 from web.auth import PasswordHasher
 from web.server import WebContext, run_web
 from web.state import WebSettings
-
-if TYPE_CHECKING:
-    from engine.book.actor import LastPrices
 
 SETTINGS = WebSettings(bcrypt_rounds=4, login_per_user=3, login_per_address=6, grace_s=1.0)
 PASSWORD = "correct horse battery"
@@ -100,19 +103,22 @@ class Api:
     base: str
     port: int
     ctx: WebContext
-    commands: trio.MemoryReceiveChannel[BookCommand]
+    sent: list[BookCommand]
     prices: LastPrices
     doc: dict[str, Any] = field(default_factory=dict)
     checked: list[tuple[str, str, int]] = field(default_factory=list)
 
-    def drain(self) -> list[BookCommand]:
-        """Every command the web sent the book so far."""
-        out: list[BookCommand] = []
-        while True:
-            try:
-                out.append(self.commands.receive_nowait())
-            except trio.WouldBlock:
-                return out
+    @property
+    def book(self) -> TriggerBook:
+        return self.ctx.book
+
+    async def drain(self) -> list[BookCommand]:
+        """Every command the web sent the book since the last call, once the book has taken
+        them all."""
+        await trio.testing.wait_all_tasks_blocked()
+        out = list(self.sent)
+        self.sent.clear()
+        return out
 
     async def user(self, username: str, *, staff: bool = False) -> dict[str, str]:
         """Register (or, for staff, create through the store) and log in; auth headers."""
@@ -182,40 +188,74 @@ def password() -> str:
     return PASSWORD
 
 
-@pytest.fixture
-async def api(store: Any, nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Api]:
-    from engine.book.actor import LastPrices
+async def _relay(
+    receive: trio.MemoryReceiveChannel[BookCommand],
+    send: trio.MemorySendChannel[BookCommand],
+    sent: list[BookCommand],
+) -> None:
+    async with receive, send:
+        async for command in receive:
+            sent.append(command)
+            await send.send(command)
 
-    registry = load_registry(entry_points=False)
+
+@asynccontextmanager
+async def start_api(
+    store: Any,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    environ: dict[str, str] | None = None,
+    *,
+    plugins: bool = False,
+) -> AsyncIterator[Api]:
+    """The server over ``store`` and a real book, configured by ``environ`` (overrides), with
+    the installed plugins loaded when ``plugins``."""
+    registry = load_registry(entry_points=plugins)
     (tmp_path / "config.toml").write_text("")
     config = load_config(
         tmp_path / "config.toml",
         environ={
             "TRIGGERBOOK_HTTP_PORT": "0",
             "TRIGGERBOOK_DATABASE_DATA_DIR": str(tmp_path / "pg"),
+            **(environ or {}),
         },
         plugin_sections=registry.sections(),
     )
-    send, receive = trio.open_memory_channel[BookCommand](10_000)
-    prices = LastPrices()
-    metrics = Metrics()
+    web_send, relay_receive = trio.open_memory_channel[BookCommand](10_000)
+    relay_send, book_receive = trio.open_memory_channel[BookCommand](10_000)
+    _ticks_send, ticks_receive = trio.open_memory_channel[Tick](100)
+    fires_send, _fires_receive = trio.open_memory_channel[Fire](100)
+    prices, metrics, book, sent = LastPrices(), Metrics(), TriggerBook(), []
+    quarantine = Quarantine(metrics)
     ctx = WebContext(
         config=config,
         store=store,
-        commands=send,
+        commands=web_send,
         prices=prices,
         feeds=registry,
         feed_states=FeedStates(),
         metrics=metrics,
-        book=None,  # type: ignore[arg-type]  # the book actor is not part of these tests
-        quarantine=Quarantine(metrics),
+        book=book,
+        quarantine=quarantine,
     )
     with trio.fail_after(20):
+        await nursery.start(
+            run_book,
+            book,
+            ticks_receive,
+            book_receive,
+            fires_send,
+            prices,
+            Demand(),
+            metrics,
+            quarantine,
+        )
+        nursery.start_soon(_relay, relay_receive, relay_send, sent)
         port = await nursery.start(partial(run_web, ctx, settings=SETTINGS))
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=10) as plain:
         doc = (await plain.get("/openapi.json")).json()
-    api = Api(httpx.AsyncClient(), base, port, ctx, receive, prices, doc)
+    api = Api(httpx.AsyncClient(), base, port, ctx, sent, prices, doc)
     matcher = create_app(ctx, "unused", SETTINGS)  # the same routes, for matching URLs only
 
     async def check(response: httpx.Response) -> None:
@@ -226,3 +266,9 @@ async def api(store: Any, nursery: trio.Nursery, tmp_path: Path) -> AsyncIterato
     async with httpx.AsyncClient(base_url=base, timeout=10, event_hooks=hooks) as client:
         api.client = client
         yield api
+
+
+@pytest.fixture
+async def api(store: Any, nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Api]:
+    async with start_api(store, nursery, tmp_path) as started:
+        yield started

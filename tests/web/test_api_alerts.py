@@ -15,7 +15,7 @@ JSON = {"content-type": "application/json"}
 async def _nothing_changed(api: Any, headers: dict[str, str]) -> None:
     r = await api.client.get("/api/alerts", headers=headers)
     assert r.json()["count"] == 0
-    assert api.drain() == []
+    assert await api.drain() == []
 
 
 async def test_create_commits_then_commands_the_book(api: Any) -> None:
@@ -36,7 +36,7 @@ async def test_create_commits_then_commands_the_book(api: Any) -> None:
         assert alert["symbol"] == "BTCUSDT" and alert["exchange"] == "binance"
         assert alert["target_price"] == "70000.5" and alert["status"] == "created"
         assert alert["created_at"].endswith("Z") and alert["triggered_at"] is None
-        [command] = api.drain()
+        [command] = await api.drain()
         assert command == AddTrigger(command.trigger)
         assert command.trigger.id == alert["id"]
         assert command.trigger.direction is Direction.ABOVE
@@ -173,7 +173,7 @@ async def test_ownership_is_a_404(api: Any) -> None:
             headers=alice,
         )
         alert_id = r.json()["id"]
-        api.drain()
+        await api.drain()
         theirs = await api.client.get(f"/api/alerts/{alert_id}", headers=mallory)
         missing = await api.client.get("/api/alerts/999999", headers=mallory)
         assert theirs.status_code == missing.status_code == 404
@@ -183,7 +183,7 @@ async def test_ownership_is_a_404(api: Any) -> None:
         r = await api.client.delete(f"/api/alerts/delete/{alert_id}/", headers=mallory)
         assert r.status_code == 404
         assert (await api.client.get("/api/alerts", headers=mallory)).json()["count"] == 0
-        assert api.drain() == []
+        assert await api.drain() == []
         r = await api.client.get(f"/api/alerts/{alert_id}", headers=alice)
         assert r.status_code == 200 and r.json()["status"] == "created"
         r = await api.client.get(f"/api/alerts/{2**70}", headers=alice)
@@ -201,14 +201,14 @@ async def test_soft_delete(api: Any) -> None:
             headers=h,
         )
         alert_id = r.json()["id"]
-        api.drain()
+        await api.drain()
         r = await api.client.delete(f"/api/alerts/{alert_id}", headers=h)
         assert r.status_code == 200
         assert r.json()["alert"]["status"] == "deleted" and r.json()["alert"]["deleted_at"]
-        assert api.drain() == [RemoveTrigger(alert_id)]
+        assert await api.drain() == [RemoveTrigger(alert_id)]
         r = await api.client.delete(f"/api/alerts/{alert_id}", headers=h)
         assert r.status_code == 200 and "already deleted" in r.json()["message"]
-        assert api.drain() == []  # nothing more for the book
+        assert await api.drain() == []  # nothing more for the book
         r = await api.client.get(f"/api/alerts/{alert_id}", headers=h)
         assert r.json()["status"] == "deleted"  # the row stays
 
@@ -317,7 +317,7 @@ async def test_concurrent_creates(api: Any) -> None:
             for i in range(80):
                 nursery.start_soon(create, users[i % 4], i)
         assert len(set(results)) == 80
-        commands = api.drain()
+        commands = await api.drain()
         assert sorted(c.trigger.id for c in commands) == sorted(results)
         for h in users:
             assert (await api.client.get("/api/alerts", headers=h)).json()["count"] == 20

@@ -155,7 +155,7 @@ async def test_openapi_describes_every_served_route(api: Any) -> None:
             for method in rule.methods or ()
             if method != "HEAD"
         }
-        by_rule = {(r.method, r.rule): r for r in all_routes()}
+        by_rule = {(r.method, r.rule): r for r in all_routes(api.ctx)}
         assert served == set(by_rule)  # nothing served that the description lacks, and back
         for method, rule in served:
             path = by_rule[(method, rule)].path

@@ -94,7 +94,7 @@ async def test_hasher_runs_in_threads_and_checks() -> None:
     hasher = PasswordHasher(rounds=4, threads=2)
     with trio.fail_after(10):
         digest = await hasher.hash("correct horse")
-        assert digest.startswith("$2b$04$")
+        assert digest.startswith("sha256$$2b$04$")
         assert await hasher.check("correct horse", digest)
         assert not await hasher.check("wrong horse", digest)
         assert not await hasher.check("correct horse", None)  # unknown user: still hashes

@@ -99,7 +99,7 @@ async def test_unusual_requests_are_answered_by_the_app(api: Any) -> None:
             headers={**h, "content-type": "application/json; charset=utf-8"},
         )
         assert r.status_code == 422 and r.json()["field"] == "zz"
-        assert len(api.drain()) == 2
+        assert len(await api.drain()) == 2
 
 
 @pytest.mark.parametrize(
@@ -134,7 +134,7 @@ async def test_a_failed_write_is_answered_like_the_app(
             rec.levelname == level and "POST /api/alerts" in rec.getMessage()
             for rec in caplog.records
         )
-        assert api.drain() == []
+        assert await api.drain() == []
 
 
 def _served(text: str, method: str, status: int) -> float:

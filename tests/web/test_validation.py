@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -44,15 +45,17 @@ def test_numbers_parse_as_exact_decimals() -> None:
     [
         ("70000.50", "70000.5"),
         (Decimal("0.1"), "0.1"),
-        ("1e3", "1000"),
-        (" 42 ", "42"),
+        (Decimal("1e3"), "1000"),
+        ("42", "42"),
         ("0.000000000000000001", "0.000000000000000001"),
-        ("1.000000000000000000000000", "1"),
+        ("1.000000000000000000", "1"),
+        (Decimal("1.000000000000000000000000"), "1"),
         ("123456789012.123456789012345678", "123456789012.123456789012345678"),
+        ("999999999999999999.999999999999999999", "999999999999999999.999999999999999999"),
     ],
 )
 def test_good_prices(value: object, expected: str) -> None:
-    assert format(v.price(value), "f") == expected
+    assert format(v.PRICE.clean(value, "target_price"), "f") == expected
 
 
 @pytest.mark.parametrize(
@@ -71,58 +74,85 @@ def test_good_prices(value: object, expected: str) -> None:
         "-Infinity",
         "sNaN",
         "0",
+        "0.0",
         "-1",
+        " 42 ",  # the string form is plain notation, exactly (the document's pattern)
+        "1e3",
+        "42\n",
+        ".5",
+        "007",
         Decimal(0),
         Decimal(-5),
         "0.0000000000000000001",
+        "1.0000000000000000000",  # 19 fractional digits as text, even if zeros
         "1_000",
         "0x10",
         "1,5",
         "+5",
-        "1" * 31,
+        "1" * 19,
         "1e40",
         Decimal("NaN"),
         Decimal("Infinity"),
+        Decimal("1e18"),
+        Decimal("396212846246294800000"),
+        "396212846246294800000",
+        Decimal("1e999999999"),  # the exponent alone refuses it: no work, no overflow
+        Decimal("1e-999999999"),
         "1" * 65,
         Decimal("1." + "0" * 100 + "1"),
     ],
 )
 def test_bad_prices_name_the_field(value: object) -> None:
     with pytest.raises(ValidationFailed) as info:
-        v.price(value, "target_price")
+        v.PRICE.clean(value, "target_price")
+    assert info.value.field == "target_price"
+
+
+@pytest.mark.parametrize(
+    "number", [b"1e999999999", b"1e-999999999", b"1e-999999999999999999999", b"-0", b"1E+18"]
+)
+def test_extreme_json_numbers_are_named_not_crashed(number: bytes) -> None:
+    value = v.parse_json_object(b'{"p": ' + number + b"}")["p"]
+    with pytest.raises(ValidationFailed) as info:
+        v.PRICE.clean(value, "target_price")
     assert info.value.field == "target_price"
 
 
 @given(
     st.decimals(
         min_value=Decimal("0.000000000000000001"),
-        max_value=Decimal("999999999999"),
+        max_value=Decimal("999999999999999999.999999999999999999"),
         places=18,
         allow_nan=False,
         allow_infinity=False,
     ).filter(lambda d: d > 0)
 )
 def test_prices_round_trip_exactly(value: Decimal) -> None:
-    parsed = v.price(format(value, "f"))
-    assert parsed == value
-    assert v.price(v.parse_json_object(f'{{"p": {format(value, "f")}}}'.encode())["p"]) == value
+    text = (
+        format(value, "f").rstrip("0").rstrip(".")
+        if "." in format(value, "f")
+        else format(value, "f")
+    )
+    assert re.fullmatch(v.PRICE_PATTERN, text)
+    assert v.PRICE.clean(text, "p") == value
+    assert v.PRICE.clean(v.parse_json_object(f'{{"p": {text}}}'.encode())["p"], "p") == value
 
 
-@pytest.mark.parametrize("good", ["BTCUSDT", "btc-usd", "BTC/USDT", "eth_btc", "A" * 32])
-def test_good_symbols(good: str) -> None:
-    assert v.symbol(good) == good
-
-
-@pytest.mark.parametrize("bad", ["", "A" * 33, "BTC USDT", "BTC;DROP", "é", 5, None, "../x"])
-def test_bad_symbols(bad: object) -> None:
-    with pytest.raises(ValidationFailed) as info:
-        v.symbol(bad)
-    assert info.value.field == "symbol"
+@given(st.text(max_size=40))
+def test_the_price_pattern_is_the_rule(text: str) -> None:
+    """A string price is accepted exactly when the document's pattern matches it."""
+    try:
+        v.PRICE.clean(text, "p")
+    except ValidationFailed:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == bool(re.fullmatch(v.PRICE_PATTERN, text))
 
 
 @pytest.mark.parametrize("good", ["a@b.io", "first.last+tag@Example.COM", "x_y@sub.domain.org"])
 def test_good_emails(good: str) -> None:
-    assert v.email(good).split("@")[1] == good.split("@")[1].lower()
+    assert v.EMAIL.clean(good, "email").split("@")[1] == good.split("@")[1].lower()
 
 
 @pytest.mark.parametrize(
@@ -136,39 +166,75 @@ def test_good_emails(good: str) -> None:
         ".a@b.io",
         "a..b@c.io",
         "a@-b.io",
+        "a@b.io\n",
         3,
         "a@b." + "c" * 300,
     ],
 )
 def test_bad_emails(bad: object) -> None:
     with pytest.raises(ValidationFailed) as info:
-        v.email(bad)
+        v.EMAIL.clean(bad, "email")
     assert info.value.field == "email"
 
 
 def test_passwords_and_usernames() -> None:
-    assert v.password("12345678") == "12345678"
-    for bad in ("1234567", "é" * 37, 12345678):
+    assert v.PASSWORD.clean("12345678", "password") == "12345678"
+    assert v.PASSWORD.clean("é" * 200, "password") == "é" * 200  # bcrypt sees its SHA-256
+    for bad in ("1234567", "x" * 257, 12345678):
         with pytest.raises(ValidationFailed):
-            v.password(bad)
-    assert v.username("alice_01") == "alice_01"
-    for bad in ("al", "a" * 151, "al ice", None):
+            v.PASSWORD.clean(bad, "password")
+    assert v.USERNAME.clean("alice_01", "username") == "alice_01"
+    for bad in ("al", "a" * 151, "al ice", None, "alice\n", "al\x00ice"):
         with pytest.raises(ValidationFailed):
-            v.username(bad)
+            v.USERNAME.clean(bad, "username")
 
 
-def test_fields_unknown_then_missing() -> None:
+@pytest.mark.parametrize("bad", ["a\x00b", "\ud800", "tab\there", "x" * 201, "\x9f"])
+def test_names_hold_only_storable_text(bad: str) -> None:
     with pytest.raises(ValidationFailed) as info:
-        v.check_fields({"symbol": "X", "bogus": 1}, required=("symbol", "target_price"))
+        v.NAME.clean(bad, "name")
+    assert info.value.field == "name"
+
+
+@pytest.mark.parametrize(
+    "good", ["", "BTC 🚀 to the moon", "<img src=x onerror=alert(1)>", "é" * 200]
+)
+def test_names_take_any_other_text(good: str) -> None:
+    assert v.NAME.clean(good, "name") == good
+
+
+def test_bodies_check_unknown_then_missing_then_each_field() -> None:
+    body = v.Body("T", {"symbol": v.Text(10)}, {"name": v.NAME})
+    with pytest.raises(ValidationFailed) as info:
+        body.clean({"symbol": "X", "bogus": 1})
     assert info.value.field == "bogus"
     with pytest.raises(ValidationFailed) as info:
-        v.check_fields({"symbol": "X"}, required=("symbol", "target_price"))
-    assert info.value.field == "target_price"
+        body.clean({"name": "x"})
+    assert info.value.field == "symbol"
+    with pytest.raises(ValidationFailed) as info:
+        body.clean({"symbol": "X", "name": 5})
+    assert info.value.field == "name"
+    assert body.clean({"symbol": "X"}) == {"symbol": "X"}
+    assert body.schema() == {
+        "type": "object",
+        "properties": {"symbol": v.Text(10).schema(), "name": v.NAME.schema()},
+        "required": ["symbol"],
+        "additionalProperties": False,
+    }
 
 
 def test_page_params() -> None:
     assert v.page_params({}) == (1, 10)
     assert v.page_params({"page": "3", "page_size": "1000"}) == (3, 100)
-    for bad in ({"page": "0"}, {"page": "-1"}, {"page_size": "x"}, {"page": "9999999999"}):
+    for bad in (
+        {"page": "0"},
+        {"page": "-1"},
+        {"page_size": "x"},
+        {"page": "9999999999"},
+        {"page": "\uff11"},
+    ):
         with pytest.raises(ValidationFailed):
             v.page_params(bad)
+    with pytest.raises(ValidationFailed) as info:
+        v.page_params({"page": "101"}, max_page=100)
+    assert info.value.field == "page"
