@@ -57,11 +57,18 @@ class Trigger(msgspec.Struct, frozen=True, gc=False):
 
 
 class Fire(msgspec.Struct, frozen=True):
-    """Every trigger one tick fired, in the book's order (threshold, then id)."""
+    """Every trigger one tick fired, in the book's order (threshold, then id).
+
+    ``fired_at_ms`` is the wall clock (epoch milliseconds) when the book fired them: what the
+    alert records as ``triggered_at``. The tick's own ``exchange_time_ms`` is the exchange's
+    time, which a replay of old ticks puts years back; it is kept apart (``tick_time``).
+    0 means "not stamped" (the database's commit time is used).
+    """
 
     tick: Tick
     triggers: tuple[Trigger, ...]
-    fired_ns: int = 0  # time.monotonic_ns() when the book fired them
+    fired_ns: int = 0  # time.monotonic_ns() when the book fired them, for latency
+    fired_at_ms: int = 0  # time.time_ns() // 1_000_000 when the book fired them
 
 
 # --- commands to the book actor ---------------------------------------------------------------
@@ -111,6 +118,7 @@ class Alert(msgspec.Struct, frozen=True):
     triggered_at: datetime | None = None
     triggered_price: Decimal | None = None
     deleted_at: datetime | None = None
+    tick_time: datetime | None = None  # the exchange's time of the tick that fired it, if sent
 
     def trigger(self) -> Trigger:
         """The book's view of this alert."""

@@ -19,8 +19,14 @@ the reset fails). The Trio side returns only once that is done, so a cancelled c
 connection half-used.
 
 Errors: a lost connection, a server that is shutting down or unreachable becomes
-:class:`StoreUnavailable` (retryable); everything else (constraint violations included)
-propagates as asyncpg raised it, for the caller to translate what it expects.
+:class:`StoreUnavailable` (retryable). Values the database refuses become
+:class:`StoreRefused` (never retried: the same values fail again): a data error (SQLSTATE class
+22: a numeric or datetime overflow, text that is not a number, a NUL byte), an integrity
+violation (class 23: a CHECK, a foreign key, NOT NULL, a unique value), a value asyncpg
+itself cannot encode (a lone surrogate) among them. The driver's error is kept as
+``__cause__`` so a caller can tell one refusal from another (:func:`refused_sqlstate`: a
+unique violation on register is a ``Conflict``). Everything else (a bug in our SQL)
+propagates as asyncpg raised it.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import msgspec
 import trio
 import trio_asyncio
 
-from engine.errors import StoreUnavailable
+from engine.errors import StoreRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,15 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     pgerr.CannotConnectNowError,
     pgerr.ConnectionDoesNotExistError,
 )
+# The database refuses the values: class 22 (data exception) and class 23 (integrity constraint
+# violation). A value asyncpg cannot encode (a lone surrogate) is a class-22 DataError too,
+# raised by the driver before the server sees it (SQLSTATE 22000).
+REFUSED: tuple[type[BaseException], ...] = (
+    pgerr.DataError,
+    pgerr.IntegrityConstraintViolationError,
+)
+UNIQUE_VIOLATION = "23505"
+
 # The URL itself is wrong (syntax, database, role, password): retrying will not help.
 MISCONFIGURED: tuple[type[BaseException], ...] = (
     pgerr.ClientConfigurationError,
@@ -72,6 +87,12 @@ def describe(exc: BaseException) -> str:
     """A one-line account of a driver error for logs and our exception messages."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def refused_sqlstate(exc: StoreRefused) -> str:
+    """The SQLSTATE of the refusal behind ``exc`` (``"23505"`` for a unique violation;
+    ``"22000"`` for a value the driver could not encode), or ``""`` when it has none."""
+    return getattr(exc.__cause__, "sqlstate", None) or ""
 
 
 def redact(url: str) -> str:
@@ -117,14 +138,17 @@ class Bridge:
         """Run the asyncio coroutine function ``fn(con, *args)`` with one pooled connection.
 
         Raises :class:`StoreUnavailable` when the server is unreachable or the connection is
-        lost mid-call; other driver errors propagate unchanged. Cancellable (see the module
-        docstring).
+        lost mid-call, :class:`StoreRefused` (the driver's error as its ``__cause__``) when
+        the database refuses a value; other driver errors propagate unchanged. Cancellable (see
+        the module docstring).
         """
         try:
             async with self._slots:
                 return await self._loop.run_aio_coroutine(self._with_connection(fn, args, kwargs))
         except TRANSIENT as exc:
             raise StoreUnavailable(f"the database is unavailable ({describe(exc)})") from None
+        except REFUSED as exc:
+            raise StoreRefused(f"the database refused the values ({describe(exc)})") from exc
 
     async def _with_connection(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]

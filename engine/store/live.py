@@ -38,12 +38,18 @@ class TriggerParser:
     kept for the next chunk. Equal exchange and symbol strings are shared between triggers, so a
     million triggers hold a few distinct strings rather than two million.
 
-    Raises ``ValueError`` (from :meth:`feed` or :meth:`finish`) for text that is not rows of the
-    five expected columns: a truncated stream, a bad id, price or direction.
+    A row that is not a trigger (not five columns, an id or a price that is not a number, an
+    unknown direction) never stops the load: it is left out and recorded in :attr:`refused` as
+    (its alert id, or None when the id itself is unreadable; the reason), for the quarantine. A
+    chunk is parsed whole with a few C calls per row; only a chunk holding such a row is parsed
+    again row by row. A price that is a number the book cannot hold (NaN, 1E+30, stored before
+    migration 0005) is the book's to refuse (``TriggerBook.bulk_load``). Only a stream that ends
+    mid-row raises (``ValueError`` from :meth:`finish`): the COPY itself broke.
     """
 
     def __init__(self) -> None:
         self.triggers: list[Trigger] = []
+        self.refused: list[tuple[int | None, str]] = []
         self._rest = b""
         self._names: dict[str, str] = {}
 
@@ -64,8 +70,9 @@ class TriggerParser:
 
     def _rows(self, text: str) -> None:
         fields = text.replace("\n", "\t").split("\t")
-        if len(fields) % COLUMNS:
-            raise ValueError(f"COPY rows of {COLUMNS} columns expected, got {text[:80]!r}")
+        if len(fields) % COLUMNS or len(fields) // COLUMNS != text.count("\n") + 1:
+            self._each_row(text)
+            return
         exchanges = fields[1::COLUMNS]
         symbols = fields[2::COLUMNS]
         if "\\" in text:
@@ -73,7 +80,7 @@ class TriggerParser:
             symbols = [unescape(v) if "\\" in v else v for v in symbols]
         intern = self._names.setdefault
         try:
-            self.triggers.extend(
+            parsed = list(
                 map(
                     Trigger,
                     map(int, fields[0::COLUMNS]),
@@ -83,7 +90,48 @@ class TriggerParser:
                     map(Decimal, fields[4::COLUMNS]),
                 )
             )
-        except KeyError as exc:
-            raise ValueError(f"unknown direction {exc.args[0]!r} in the COPY output") from None
-        except ArithmeticError:  # decimal.InvalidOperation: a price that is not a number
-            raise ValueError(f"a target price that is not a number in {text[:80]!r}") from None
+        except (KeyError, ValueError, ArithmeticError):  # an odd row: find it
+            self._each_row(text)
+        else:
+            self.triggers += parsed
+
+    def _each_row(self, text: str) -> None:
+        """The slow path for a chunk holding a row that is not a trigger: row by row."""
+        for line in text.split("\n"):
+            trigger, reason = self._row(line)
+            if trigger is not None:
+                self.triggers.append(trigger)
+            else:
+                try:
+                    alert_id: int | None = int(line.split("\t", 1)[0])
+                except ValueError:
+                    alert_id = None
+                self.refused.append((alert_id, f"unreadable live row: {reason}"))
+
+    def _row(self, line: str) -> tuple[Trigger | None, str]:
+        """One row as a Trigger, or (None, why not)."""
+        fields = line.split("\t")
+        if len(fields) != COLUMNS:
+            return None, f"{COLUMNS} columns expected, got {len(fields)}: {line[:80]!r}"
+        raw_id, exchange, symbol, direction, target = fields
+        try:
+            trigger_id = int(raw_id)
+        except ValueError:
+            return None, f"the id {raw_id[:40]!r} is not an id"
+        if direction not in _DIRECTIONS:
+            return None, f"unknown direction {direction[:40]!r}"
+        try:
+            price = Decimal(target)
+        except ArithmeticError:  # decimal.InvalidOperation
+            return None, f"the target price {target[:40]!r} is not a number"
+        exchange = unescape(exchange) if "\\" in exchange else exchange
+        symbol = unescape(symbol) if "\\" in symbol else symbol
+        intern = self._names.setdefault
+        trigger = Trigger(
+            trigger_id,
+            intern(exchange, exchange),
+            intern(symbol, symbol),
+            _DIRECTIONS[direction],
+            price,
+        )
+        return trigger, ""

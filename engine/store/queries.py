@@ -18,7 +18,7 @@ from engine.store.live import TriggerParser
 USER_COLUMNS = "id, username, email, password_hash, is_staff, created_at"
 ALERT_COLUMNS = (
     "id, owner_id, exchange, symbol, target_price, direction, status, name, created_at, "
-    "triggered_at, triggered_price, deleted_at"
+    "triggered_at, triggered_price, deleted_at, tick_time"
 )
 OUTBOX_COLUMNS = (
     "id, alert_id, channel, payload, attempts, next_attempt_at, delivered_at, last_error"
@@ -211,9 +211,9 @@ async def soft_delete(
 # notification from being queued twice (a retried batch changes nothing the second time).
 #
 # Measured choices (``triggerbook bench store``, EXPLAIN ANALYZE of 4096-fire batches):
-# * prices travel as text and exchange times as epoch milliseconds: cheaper to encode on our
-#   side than binary NUMERIC and datetimes, exact either way (``float8 * interval`` is exact for
-#   whole milliseconds up to 2^53 microseconds);
+# * prices travel as text and times (the fire's wall clock, the tick's exchange time) as epoch
+#   milliseconds: cheaper to encode on our side than binary NUMERIC and datetimes, exact either
+#   way (``float8 * interval`` is exact for whole milliseconds up to 2^53 microseconds);
 # * the payload is concatenated text cast to json, with every free-text value quoted by
 #   ``to_json``: about half the server time of ``json_build_object`` (which looks up the type
 #   of each of its 22 arguments on every row);
@@ -227,11 +227,13 @@ WITH fired AS (
     UPDATE alerts AS a
        SET status = 'triggered',
            triggered_at = coalesce('epoch'::timestamptz + f.ms * interval '1 millisecond', now()),
-           triggered_price = f.price
-      FROM unnest($1::bigint[], $2::text[]::numeric[], $3::bigint[]) AS f (id, price, ms)
+           triggered_price = f.price,
+           tick_time = 'epoch'::timestamptz + f.tick_ms * interval '1 millisecond'
+      FROM unnest($1::bigint[], $2::text[]::numeric[], $3::bigint[], $4::bigint[])
+           AS f (id, price, ms, tick_ms)
      WHERE a.id = ANY($1::bigint[]) AND a.id = f.id AND a.status = 'created'
  RETURNING a.id, a.owner_id, a.exchange, a.symbol, a.direction, a.target_price, a.name,
-           a.created_at, a.triggered_at, a.triggered_price
+           a.created_at, a.triggered_at, a.triggered_price, a.tick_time
 ), queued AS (
     INSERT INTO outbox (alert_id, channel, payload)
     SELECT fired.id, c.channel, (
@@ -245,10 +247,11 @@ WITH fired AS (
                ',"target_price":"' || fired.target_price ||
                '","triggered_price":"' || fired.triggered_price ||
                '","created_at":' || to_json(fired.created_at) ||
-               ',"triggered_at":' || to_json(fired.triggered_at) || '}')::json
+               ',"triggered_at":' || to_json(fired.triggered_at) ||
+               ',"tick_time":' || coalesce(to_json(fired.tick_time)::text, 'null') || '}')::json
       FROM fired
       JOIN users AS u ON u.id = fired.owner_id
-     CROSS JOIN unnest($4::text[]) WITH ORDINALITY AS c (channel, n)
+     CROSS JOIN unnest($5::text[]) WITH ORDINALITY AS c (channel, n)
      ORDER BY fired.id, c.n
 )
 SELECT id FROM fired ORDER BY id
@@ -260,11 +263,12 @@ async def record_fires(
     ids: list[int],
     prices: list[str],
     times_ms: list[int | None],
+    tick_times_ms: list[int | None],
     channels: list[str],
 ) -> list[int]:
-    """``prices`` are decimal strings, ``times_ms`` epoch milliseconds (None: the commit's
-    time); see :data:`RECORD_FIRES`."""
-    rows = await con.fetch(RECORD_FIRES, ids, prices, times_ms, channels)
+    """``prices`` are decimal strings, ``times_ms`` the fires' epoch milliseconds (None: the
+    commit's time), ``tick_times_ms`` the ticks' (None: none sent); see :data:`RECORD_FIRES`."""
+    rows = await con.fetch(RECORD_FIRES, ids, prices, times_ms, tick_times_ms, channels)
     return [row[0] for row in rows]
 
 
@@ -273,16 +277,22 @@ LIVE_TRIGGERS = (
 )
 
 
-async def live_triggers(con: asyncpg.Connection) -> list[Trigger]:
+async def live_triggers(
+    con: asyncpg.Connection, refused: list[tuple[int | None, str]] | None = None
+) -> list[Trigger]:
     """Every ``created`` alert as a :class:`Trigger`: one ``COPY ... TO STDOUT`` in text form,
-    each chunk parsed as it arrives (see ``engine/store/live.py``)."""
+    each chunk parsed as it arrives (see ``engine/store/live.py``). A row that is not a trigger
+    is skipped into ``refused`` as (alert id or None, reason)."""
     parser = TriggerParser()
 
     async def sink(data: bytes) -> None:
         parser.feed(data)
 
     await con.copy_from_query(LIVE_TRIGGERS, output=sink)
-    return parser.finish()
+    triggers = parser.finish()
+    if refused is not None:
+        refused.extend(parser.refused)
+    return triggers
 
 
 async def pending_outbox(con: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:

@@ -14,13 +14,12 @@ from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
-import asyncpg.exceptions as pgerr
 
 from engine.config import DatabaseConfig
-from engine.errors import Conflict
+from engine.errors import Conflict, StoreRefused
 from engine.model import Alert, AlertStatus, Direction, Fire, OutboxRow, Trigger, User
 from engine.store import embedded, queries
-from engine.store.bridge import Bridge, open_bridge
+from engine.store.bridge import UNIQUE_VIOLATION, Bridge, open_bridge, refused_sqlstate
 from engine.store.migrate import apply_migrations, load_migrations
 
 log = logging.getLogger(__name__)
@@ -51,8 +50,10 @@ class Store:
             row = await self._bridge.run(
                 queries.insert_user, username, email, password_hash, is_staff
             )
-        except pgerr.UniqueViolationError:
-            raise Conflict(f"the username {username!r} is taken") from None
+        except StoreRefused as exc:
+            if refused_sqlstate(exc) == UNIQUE_VIOLATION:
+                raise Conflict(f"the username {username!r} is taken") from None
+            raise
         return _user(row)
 
     async def get_user(self, user_id: int) -> User | None:
@@ -184,38 +185,53 @@ class Store:
         """Mark every fired alert ``triggered`` and queue one outbox row per channel, all in
         one statement (one transaction, one round trip) for the whole batch.
 
-        ``triggered_at`` is the tick's exchange time when it has one, else the commit's time;
+        ``triggered_at`` is when the engine fired (``Fire.fired_at_ms``; the commit's time when
+        not stamped), ``tick_time`` the tick's exchange time (NULL when it sent none),
         ``triggered_price`` the tick's price. Only alerts still ``created`` change, so an alert
         deleted meanwhile (or recorded already) is skipped. Returns the ids this call marked
-        triggered, ascending. Nothing is written if it raises.
+        triggered, ascending. Nothing is written if it raises; :class:`StoreRefused` when the
+        database refuses a value of the batch (a time or price out of its range).
         """
         ids: list[int] = []
         prices: list[str] = []
         times_ms: list[int | None] = []
-        add_id, add_price, add_time = ids.append, prices.append, times_ms.append
+        tick_times_ms: list[int | None] = []
+        add_id, add_price = ids.append, prices.append
+        add_time, add_tick_time = times_ms.append, tick_times_ms.append
         for fire in fires:
             tick = fire.tick
             price = str(tick.price)
-            ms = tick.exchange_time_ms or None
+            ms = fire.fired_at_ms or None
+            tick_ms = tick.exchange_time_ms or None
             for trigger in fire.triggers:
                 add_id(trigger.id)
                 add_price(price)
                 add_time(ms)
+                add_tick_time(tick_ms)
         if not ids:
             return []
         # dict.fromkeys: one outbox row per distinct channel, in the order given
         return await self._bridge.run(
-            queries.record_fires, ids, prices, times_ms, list(dict.fromkeys(channels))
+            queries.record_fires,
+            ids,
+            prices,
+            times_ms,
+            tick_times_ms,
+            list(dict.fromkeys(channels)),
         )
 
-    async def load_live_triggers(self) -> list[Trigger]:
+    async def load_live_triggers(
+        self, refused: list[tuple[int | None, str]] | None = None
+    ) -> list[Trigger]:
         """Every ``created`` alert as a :class:`Trigger`, for the book's bulk load at start.
 
         One statement (a ``COPY`` of the live rows in text form, parsed chunk by chunk while the
         server is still sending). Equal exchange and symbol strings are shared between
         triggers, so a million triggers hold a few distinct strings rather than two million.
+        A row that cannot be read as a trigger never stops the load: it is left out and, when
+        ``refused`` is given, appended to it as (alert id or None, reason) for the quarantine.
         """
-        return await self._bridge.run(queries.live_triggers)
+        return await self._bridge.run(queries.live_triggers, refused)
 
     # --- the outbox -------------------------------------------------------------------------
 
@@ -257,6 +273,7 @@ def _alert(row: asyncpg.Record) -> Alert:
         row[9],
         row[10],
         row[11],
+        row[12],
     )
 
 

@@ -39,9 +39,9 @@ async def _bulk_alerts(store: Store, n: int) -> list[int]:
     return await store.bridge.run(copy)
 
 
-def _fire(alerts: list[Alert], price: str, exchange_time_ms: int = 0) -> Fire:
+def _fire(alerts: list[Alert], price: str, exchange_time_ms: int = 0, fired_at_ms: int = 0) -> Fire:
     tick = Tick("binance", "BTCUSDT", Decimal(price), exchange_time_ms=exchange_time_ms)
-    return Fire(tick, tuple(a.trigger() for a in alerts))
+    return Fire(tick, tuple(a.trigger() for a in alerts), fired_at_ms=fired_at_ms)
 
 
 async def _outbox(store: Store) -> list[tuple]:
@@ -57,12 +57,16 @@ async def test_a_fire_marks_triggered_and_queues_one_row_per_channel(store: Stor
         alerts = await _alerts(store, 3)
         moment = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
         ms = int(moment.timestamp() * 1000)
-        marked = await store.record_fires([_fire(alerts[:2], "101.50", ms)], CHANNELS)
+        tick_ms = ms - 1500  # the exchange's time of the tick: its own column (tick_time)
+        marked = await store.record_fires(
+            [_fire(alerts[:2], "101.50", tick_ms, fired_at_ms=ms)], CHANNELS
+        )
         assert marked == [alerts[0].id, alerts[1].id]
 
         fired = await store.get_alert(alerts[0].owner_id, alerts[0].id)
         assert fired is not None and fired.status is AlertStatus.TRIGGERED
         assert fired.triggered_price == Decimal("101.50") and fired.triggered_at == moment
+        assert fired.tick_time == moment - timedelta(milliseconds=1500)
         untouched = await store.get_alert(alerts[2].owner_id, alerts[2].id)
         assert untouched is not None and untouched.status is AlertStatus.CREATED
 

@@ -77,14 +77,31 @@ def test_a_stream_that_ends_mid_row_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "refused_id", "message"),
     [
-        (b"1\tbinance\tBTCUSDT\tabove\n", "5 columns"),
-        (b"1\tbinance\tBTCUSDT\tsideways\t10\n", "unknown direction 'sideways'"),
-        (b"1\tbinance\tBTCUSDT\tabove\tten\n", "not a number"),
-        (b"one\tbinance\tBTCUSDT\tabove\t10\n", "invalid literal for int"),
+        (b"1\tbinance\tBTCUSDT\tabove\n", 1, "5 columns"),
+        (b"1\tbinance\tBTCUSDT\tabove\t10\textra\n", 1, "5 columns"),
+        (b"1\tbinance\tBTCUSDT\tsideways\t10\n", 1, "unknown direction 'sideways'"),
+        (b"1\tbinance\tBTCUSDT\tabove\tten\n", 1, "not a number"),
+        (b"one\tbinance\tBTCUSDT\tabove\t10\n", None, "not an id"),
     ],
 )
-def test_malformed_rows_are_refused(text: bytes, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        TriggerParser().feed(text)
+def test_a_malformed_row_is_refused_and_its_neighbours_kept(
+    text: bytes, refused_id: int | None, message: str
+) -> None:
+    """One odd row never stops the load: it goes to ``refused`` with its id (when it has one)
+    and the reason; every other row of its chunk is parsed."""
+    parser = TriggerParser()
+    parser.feed(_copy_text(ROWS[:2]) + text + _copy_text(ROWS[2:]))
+    assert parser.finish() == ROWS
+    ((alert_id, reason),) = parser.refused
+    assert alert_id == refused_id and message in reason
+
+
+def test_a_nan_target_is_parsed_for_the_book_to_refuse() -> None:
+    """NaN and infinities are numbers to Postgres (a row stored before migration 0005): the
+    parser passes them on, and the book's bulk load refuses them with the reason."""
+    parser = TriggerParser()
+    parser.feed(b"1\tbinance\tBTCUSDT\tabove\tNaN\n2\tbinance\tBTCUSDT\tabove\tInfinity\n")
+    assert [t.target.is_finite() for t in parser.finish()] == [False, False]
+    assert parser.refused == []

@@ -91,6 +91,7 @@ async def test_the_payload_quotes_any_text_and_channels_are_queued_once(store: S
         fire = Fire(
             Tick("binance", "S", Decimal("1.05"), exchange_time_ms=1_700_000_000_123),
             tuple(a.trigger() for a in alerts),
+            fired_at_ms=1_700_000_001_456,
         )
         await store.record_fires([fire], ["email", "console", "email"])
         rows = await store.pending_outbox()
@@ -104,4 +105,5 @@ async def test_the_payload_quotes_any_text_and_channels_are_queued_once(store: S
             assert row.payload["email"] == "é@example.com"
             assert row.payload["target_price"] == "1.10"
             assert row.payload["triggered_price"] == "1.05"
-            assert row.payload["triggered_at"] == "2023-11-14T22:13:20.123+00:00"
+            assert row.payload["triggered_at"] == "2023-11-14T22:13:21.456+00:00"
+            assert row.payload["tick_time"] == "2023-11-14T22:13:20.123+00:00"
