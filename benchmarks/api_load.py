@@ -80,6 +80,7 @@ async def _serve(data_dir: Path) -> None:
     ticks_send, ticks_receive = trio.open_memory_channel[Tick](16)
     fires_send, _fires_receive = trio.open_memory_channel[Fire](16)
     prices, book, metrics = LastPrices(), TriggerBook(), Metrics()
+    quarantine = Quarantine(metrics)
 
     async with trio_asyncio.open_loop(), open_store(config.database) as store:
         ctx = WebContext(
@@ -91,12 +92,20 @@ async def _serve(data_dir: Path) -> None:
             feed_states=FeedStates(),
             metrics=metrics,
             book=book,
-            quarantine=Quarantine(metrics),
+            quarantine=quarantine,
         )
         settle_heap()  # as the engine does once loaded
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                run_book, book, ticks_receive, receive, fires_send, prices, Demand(), metrics
+                run_book,
+                book,
+                ticks_receive,
+                receive,
+                fires_send,
+                prices,
+                Demand(),
+                metrics,
+                quarantine,
             )
             port = await nursery.start(
                 lambda task_status: run_web(

@@ -68,6 +68,7 @@ from engine.feeds.runner import ExchangeFeed
 from engine.feeds.status import FeedStates
 from engine.metrics import Metrics
 from engine.model import BookCommand, Direction, Fire, Tick, Trigger
+from engine.quarantine import Quarantine
 
 TICK_BUFFER = 4096  # as engine/app.py
 FIRST_PRICE, LAST_PRICE = "0.5", "1000000000"
@@ -245,7 +246,15 @@ async def whole_path(url: str, triggers: list[Trigger]) -> Timed:
     first_ns = cpu = 0.0
     async with commands_send, trio.open_nursery() as nursery:
         await nursery.start(
-            run_book, book, ticks_recv, commands_recv, fires_send, prices, demand, metrics
+            run_book,
+            book,
+            ticks_recv,
+            commands_recv,
+            fires_send,
+            prices,
+            demand,
+            metrics,
+            Quarantine(metrics),
         )
         feed = ExchangeFeed(Binance({"url": url}), demand, FeedStates().get("binance"), metrics)
         await nursery.start(feed.run, ticks_send)

@@ -97,17 +97,23 @@ async def run_engine(
     fires_send, fires_recv = trio.open_memory_channel[Fire](FIRE_BUFFER)
 
     async with trio_asyncio.open_loop(), open_store(config.database) as store:
-        book = TriggerBook()
-        book.bulk_load(await store.load_live_triggers())
-        log.info("book loaded: %d live triggers", len(book))
+        book = await load_book(store, quarantine)
         settle_heap()
 
         async with trio.open_nursery() as nursery:
             await nursery.start(
-                run_fire_recorder, store, fires_recv, config.enabled_sinks(), metrics
+                run_fire_recorder, store, fires_recv, config.enabled_sinks(), metrics, quarantine
             )
             await nursery.start(
-                run_book, book, ticks_recv, commands_recv, fires_send, prices, demand, metrics
+                run_book,
+                book,
+                ticks_recv,
+                commands_recv,
+                fires_send,
+                prices,
+                demand,
+                metrics,
+                quarantine,
             )
             await nursery.start(run_feeds, config, feeds, ticks_send, demand, feed_states, metrics)
             web = WebContext(
@@ -138,6 +144,29 @@ async def run_engine(
                     http_port,
                 )
             )
+
+
+async def load_book(store: Store, quarantine: Quarantine) -> TriggerBook:
+    """The book of every live alert, for the start. A row that cannot be read as a trigger, or
+    whose trigger the book cannot hold (stored before the database had its constraints), never
+    stops the start: it is quarantined (``"load"``) under its alert id and stays ``created``,
+    so its owner sees why it does not fire and can delete it."""
+    refused_rows: list[tuple[int | None, str]] = []
+    book = TriggerBook()
+    refused = book.bulk_load(await store.load_live_triggers(refused_rows))
+    for alert_id, reason in refused_rows:
+        quarantine.add("load", reason, alert_id=alert_id)
+    for trigger, reason in refused:
+        quarantine.add(
+            "load",
+            f"the book cannot hold this alert: {reason}",
+            alert_id=trigger.id,
+            sample=f"{trigger.exchange} {trigger.symbol} {trigger.direction}",
+        )
+    log.info(
+        "book loaded: %d live triggers, %d refused", len(book), len(refused_rows) + len(refused)
+    )
+    return book
 
 
 async def serve(config: Config, feeds: FeedRegistry) -> None:

@@ -19,9 +19,10 @@ from collections import defaultdict
 import trio
 
 from engine.book.book import TriggerBook
-from engine.errors import BookError, PriceOutOfRange
+from engine.errors import BookError, DuplicateTrigger, PriceOutOfRange
 from engine.metrics import Metrics
 from engine.model import AddTrigger, BookCommand, Fire, Tick, Trigger
+from engine.quarantine import Quarantine
 
 __all__ = ["Demand", "LastPrices", "run_book"]
 
@@ -107,17 +108,19 @@ async def run_book(
     prices: LastPrices,
     demand: Demand,
     metrics: Metrics,
+    quarantine: Quarantine,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Own ``book``: apply ticks, send fires, apply commands, until both inputs are closed.
 
     ``demand`` is first set from the book's contents (it may have been bulk-loaded), then kept
-    in step as symbols gain their first or lose their last trigger. An ``AddTrigger`` the book
-    rejects (a duplicate id, a target it cannot hold) is logged and skipped: the store has
-    validated it already, so it is a replay. A tick the book rejects (a non-finite price) is
-    counted as a tick and dropped. ``fires`` is closed when both loops have ended, or on
-    cancellation.
+    in step as symbols gain their first or lose their last trigger. An ``AddTrigger`` of an id
+    the book holds already is a replay, logged and skipped; one the book cannot hold (a target
+    out of its range, which the API should have refused) goes to ``quarantine`` under its
+    alert id, so its owner and the operator see it. A tick the book rejects (a non-finite
+    price) is counted as a tick and dropped. ``fires`` is closed when both loops have ended, or
+    on cancellation.
     """
     exchanges = {exchange for exchange, _ in book.counts()}
     for exchange in exchanges:
@@ -126,7 +129,7 @@ async def run_book(
 
     async with fires, trio.open_nursery() as nursery:
         nursery.start_soon(_tick_loop, book, ticks, fires, prices, demand, metrics)
-        nursery.start_soon(_command_loop, book, commands, demand)
+        nursery.start_soon(_command_loop, book, commands, demand, quarantine)
         task_status.started()
 
 
@@ -195,20 +198,25 @@ async def _tick_loop(
 def _fired(
     book: TriggerBook, tick: Tick, fired: list[Trigger], demand: Demand, metrics: Metrics
 ) -> Fire:
-    """Book-keeping for a tick that fired: demand, metrics, and the ``Fire`` to send."""
+    """Book-keeping for a tick that fired: demand, metrics, and the ``Fire`` to send.
+
+    The fire is dated by the wall clock here, once for all the triggers the tick fired: that
+    is the alerts' ``triggered_at``, whatever time the exchange put on the tick (a replay's
+    ticks are years old)."""
     now = time.monotonic_ns()
     if not book.has_symbol(tick.exchange, tick.symbol):
         demand.discard(tick.exchange, tick.symbol)
     metrics.fires.inc(len(fired), exchange=tick.exchange)
     if tick.received_ns:
         metrics.tick_to_fire.observe((now - tick.received_ns) / 1e9)
-    return Fire(tick, tuple(fired), fired_ns=now)
+    return Fire(tick, tuple(fired), fired_ns=now, fired_at_ms=time.time_ns() // 1_000_000)
 
 
 async def _command_loop(
     book: TriggerBook,
     commands: trio.MemoryReceiveChannel[BookCommand],
     demand: Demand,
+    quarantine: Quarantine,
 ) -> None:
     async with commands:
         async for command in commands:
@@ -216,8 +224,16 @@ async def _command_loop(
                 trigger = command.trigger
                 try:
                     book.add(trigger)
+                except DuplicateTrigger:
+                    log.debug("trigger %s is in the book already (a replay)", trigger.id)
+                    continue
                 except BookError as exc:
-                    log.warning("trigger %s not added: %s", trigger.id, exc)
+                    quarantine.add(
+                        "command",
+                        f"the book cannot hold this alert: {exc}",
+                        alert_id=trigger.id,
+                        sample=f"{trigger.exchange} {trigger.symbol} {trigger.direction}",
+                    )
                     continue
                 if trigger.symbol not in demand.symbols(trigger.exchange):
                     demand.add(trigger.exchange, trigger.symbol)

@@ -459,26 +459,33 @@ class TriggerBook:
             raise PriceOutOfRange(f"tick price {price} is not finite") from None
         return self._fire(state, price)
 
-    def bulk_load(self, triggers: Iterable[Trigger]) -> None:
+    def bulk_load(self, triggers: Iterable[Trigger]) -> list[tuple[Trigger, str]]:
         """Add many triggers at once: the restart path, sorting each side once.
 
-        All or nothing: raises DuplicateTrigger (an id already in the book or twice in the
-        input), PriceOutOfRange or BookError like :meth:`add`, and then leaves the book as it
-        was. ``triggers`` may be any iterable (a list, or a generator streaming rows).
+        Every trigger the book can hold is loaded; one it cannot hold (a target that is not
+        finite, not > 0, not below ``MAX_TARGET`` or finer than ``PRECISION``; a direction that
+        is neither above nor below) is left out and returned with the reason, in input order,
+        so that one old row never stops a start. Only an internal error keeps it all or
+        nothing: DuplicateTrigger (an id already in the book or twice in the input: a caller's
+        bug, ids are primary keys) and BookError (an id outside 64 bits, no side number left)
+        leave the book as it was. ``triggers`` may be any iterable (a list, or a generator
+        streaming rows).
 
         Runtime complexity: `O(n log(n))` for n triggers.
         """
         staged: dict[str, dict[str, _Staged]] = {}  # exchange -> symbol -> staging area
         new_ids: dict[int, int] = {}
+        refused: list[tuple[Trigger, str]] = []
         numbers = self._numbers()
         source = iter(triggers)
         # The exact context is entered per chunk so that the caller's generator (which may do
         # its own Decimal arithmetic) never runs under it.
         while chunk := list(islice(source, _CHUNK)):
             count = len(new_ids)
+            before = len(refused)
             with _localcontext(_EXACT):
-                self._stage_chunk(chunk, staged, new_ids, numbers)
-            if len(new_ids) != count + len(chunk) or (
+                self._stage_chunk(chunk, staged, new_ids, numbers, refused)
+            if len(new_ids) != count + len(chunk) - (len(refused) - before) or (
                 self._ids and not self._ids.keys().isdisjoint(map(_ID, chunk))
             ):
                 _raise_duplicate(chunk, islice(new_ids, count), self._ids)
@@ -499,6 +506,7 @@ class TriggerBook:
             self._ids.update(new_ids)
         else:
             self._ids = new_ids
+        return refused
 
     def _stage_chunk(
         self,
@@ -506,15 +514,18 @@ class TriggerBook:
         staged: dict[str, dict[str, _Staged]],
         new_ids: dict[int, int],
         numbers: Iterator[int],
+        refused: list[tuple[Trigger, str]],
     ) -> None:
-        """Validate and stage one chunk of ``bulk_load`` (under the exact context).
+        """Validate and stage one chunk of ``bulk_load`` (under the exact context); a trigger
+        the book cannot hold goes to ``refused`` with the reason instead.
 
         This loop is the load time, so it does the least per trigger (measured): an exact
         ``target * 10**18`` whose traps reject too many digits and a target of 10**18 or more,
         ``to_integral_exact`` whose trap rejects a fraction (a target finer than 10**-18),
         ``int`` (which rejects NaN and Infinity), one compare for a target <= 0, two dict
         lookups for the symbol and three int operations for the entry. Anything unusual goes
-        through :func:`_key_of`, which raises the precise error.
+        through :func:`_key_of`, which finds the precise reason (or the key of an exact target
+        of more than 36 digits).
         """
         e18, integral, shift = _E18, _EXACT.to_integral_exact, _KEY_SHIFT
         above, below = Direction.ABOVE, Direction.BELOW
@@ -523,17 +534,27 @@ class TriggerBook:
             try:
                 key = int(integral(target * e18))
             except (DecimalException, OverflowError, TypeError, ValueError):
-                key = _key_of(target)  # the precise error, or an exact target of > 36 digits
+                key = 0
             if key <= 0:  # (the context's Emax traps a key of 10**36 or more)
-                key = _key_of(target)  # raises the precise error
+                try:
+                    key = _key_of(target)
+                except PriceOutOfRange as exc:
+                    refused.append((trigger, str(exc)))
+                    continue
+            direction = trigger.direction
+            if direction is not above and direction is not below:  # e.g. the string "above"
+                try:
+                    direction = above if _is_above(direction) else below
+                except BookError as exc:
+                    refused.append((trigger, str(exc)))
+                    continue
             try:
                 group = staged[trigger.exchange][trigger.symbol]
             except KeyError:
                 group = self._stage(trigger.exchange, trigger.symbol, numbers)
                 staged.setdefault(group.exchange, {})[group.symbol] = group
-            direction = trigger.direction
             tid = trigger.id
-            if direction is above or (direction is not below and _is_above(direction)):
+            if direction is above:
                 entry = (key << shift) | (group.above_middle + tid)
                 group.above.append(entry)
             else:

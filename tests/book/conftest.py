@@ -10,6 +10,7 @@ from engine.book.actor import Demand, LastPrices, run_book
 from engine.book.book import TriggerBook
 from engine.metrics import Metrics
 from engine.model import BookCommand, Fire, Tick, Trigger
+from engine.quarantine import Quarantine
 
 
 class Harness:
@@ -31,6 +32,7 @@ class Harness:
         self.prices = LastPrices()
         self.demand = Demand()
         self.metrics = Metrics()
+        self.quarantine = Quarantine(self.metrics)
 
     async def start(self, nursery: trio.Nursery) -> None:
         await nursery.start(
@@ -42,6 +44,7 @@ class Harness:
             self.prices,
             self.demand,
             self.metrics,
+            self.quarantine,
         )
 
     async def close_inputs(self) -> None:

@@ -120,9 +120,10 @@ def test_bad_targets_rejected_and_book_unchanged(target: str) -> None:
     book = book_of(trig(1, "5"))
     with pytest.raises(PriceOutOfRange):
         book.add(trig(2, target))
-    with pytest.raises(PriceOutOfRange):
-        book.bulk_load([trig(3, "6"), trig(2, target)])
-    assert book.snapshot() == [trig(1, "5")]
+    # the bulk load keeps the good ones and returns the refused ones with their reasons
+    refused = book.bulk_load([trig(3, "6"), trig(2, target)])
+    assert [(t.id, str(t.target)) for t, _reason in refused] == [(2, target)]
+    assert book.snapshot() == [trig(1, "5"), trig(3, "6")]
     book._check()
 
 
@@ -130,8 +131,9 @@ def test_float_target_rejected() -> None:
     bad = Trigger(1, "binance", "X", A, 1.5)  # type: ignore[arg-type]
     with pytest.raises(PriceOutOfRange):
         TriggerBook().add(bad)
-    with pytest.raises(PriceOutOfRange):
-        TriggerBook().bulk_load([bad])
+    book = TriggerBook()
+    assert [t for t, _reason in book.bulk_load([bad])] == [bad]
+    assert len(book) == 0
 
 
 def test_int_target_is_exact() -> None:
@@ -155,8 +157,9 @@ def test_bad_direction_and_id_rejected() -> None:
     book = TriggerBook()
     with pytest.raises(BookError, match="direction"):
         book.add(Trigger(1, "binance", "X", "sideways", Decimal(1)))  # type: ignore[arg-type]
-    with pytest.raises(BookError, match="direction"):
-        book.bulk_load([Trigger(1, "binance", "X", "sideways", Decimal(1))])  # type: ignore[arg-type]
+    sideways = Trigger(1, "binance", "X", "sideways", Decimal(1))  # type: ignore[arg-type]
+    ((refused, reason),) = book.bulk_load([sideways])
+    assert refused is sideways and "direction" in reason
     with pytest.raises(BookError, match="64-bit"):
         book.add(trig(2**63, "1"))
     with pytest.raises(BookError, match="64-bit"):
@@ -278,10 +281,12 @@ def test_bulk_load_edge_targets_like_add() -> None:
     book.bulk_load([trig(1, exact_long), trig(2, "999999999999999999.999999999999999999", B)])
     assert book.get(1) == trig(1, "5")
     book._check()
-    for target, message in [("1E+18", "below"), ("1E+40", "below"), ("1E-19", "finer")]:
-        with pytest.raises(PriceOutOfRange, match=message):
-            book.bulk_load([trig(3, "6"), trig(4, target)])
-    assert ids(book.snapshot()) == [1, 2]
+    for n, (target, message) in enumerate(
+        [("1E+18", "below"), ("1E+40", "below"), ("1E-19", "finer")]
+    ):
+        ((refused, reason),) = book.bulk_load([trig(3 + 2 * n, "6"), trig(4 + 2 * n, target)])
+        assert refused.id == 4 + 2 * n and message in reason
+    assert ids(book.snapshot()) == [1, 2, 3, 5, 7]
     book._check()
 
 
