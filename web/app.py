@@ -140,7 +140,7 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
     state.bodies.update(
         (route.body.name, route.body) for route in routes if isinstance(route.body, Body)
     )
-    state.openapi = msgspec.json.encode(build_spec(routes))
+    state.openapi = msgspec.json.encode(build_spec(routes, legacy.components()))
     for route in routes:
         app.add_url_rule(
             route.rule,

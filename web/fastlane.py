@@ -167,13 +167,8 @@ class FastLane:
         if len(body) != int(length):
             raise _HandOver
         try:
-            parsed = v.parse_json_object(body)
-            v.check_fields(
-                parsed,
-                required=("symbol", "target_price"),
-                optional=("direction", "exchange", "name"),
-            )
-            row = alerts.parse_create(self._state, user_id, parsed)
+            fields = self._state.bodies[alerts.CREATE].clean(v.parse_json_object(body))
+            row = await alerts.parse_create(self._state, user_id, fields)
         except ApiError:
             raise _HandOver from None
         # Past this point the request has an effect: errors are answered here, as the app would.
@@ -183,7 +178,7 @@ class FastLane:
             response = self._error_response(error, "POST", PATH)
             headers = [(k.lower().encode(), val.encode()) for k, val in response.headers.items()]
             return response.status_code, headers, await response.get_data()
-        return _json(201, self._state.encoder.encode(alerts.alert_view(alert)))
+        return _json(201, self._state.encoder.encode(alerts.alert_view(alert, self._state)))
 
 
 def _json(status: int, body: bytes) -> Answer:

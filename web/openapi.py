@@ -1,5 +1,12 @@
 """``/openapi.json``: the OpenAPI 3.1 document, built from the same :class:`Route` values the
-app registers (see ``web/spec.py``)."""
+app registers (see ``web/spec.py``).
+
+Beyond the routes themselves, the document states what the router does for every path: a
+trailing slash is optional, so a path also lists (as an alias) each method its twin with or
+without the slash serves; ``OPTIONS`` answers 204 with ``Allow`` on every path; ``HEAD`` is
+served wherever ``GET`` is. ``web.app.Methods`` answers from the same router, and a test holds
+the two together.
+"""
 
 from __future__ import annotations
 
@@ -75,21 +82,78 @@ def _operation(route: Route) -> dict[str, Any]:
     return op
 
 
-def build_spec(routes: Iterable[Route]) -> dict[str, Any]:
+def _twin(path: str) -> str:
+    return path[:-1] if path.endswith("/") else path + "/"
+
+
+def _slash_alias(route: Route, path: str) -> dict[str, Any]:
+    """``route``'s operation as served at ``path``, its twin with or without a trailing slash."""
+    op = _operation(route)
+    op["operationId"] += "_slash"
+    op["description"] = (
+        f"`{route.method} {route.path}` answers here too: a trailing slash is optional."
+    )
+    return op
+
+
+def _options(path: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"
+    op: dict[str, Any] = {
+        "operationId": f"options_{slug}",
+        "summary": "The methods this path serves",
+        "description": "No token needed. `HEAD` is served wherever `GET` is.",
+        "tags": ["meta"],
+        "responses": {
+            "204": {
+                "description": "no body; `Allow` lists the methods this path serves",
+                "headers": {
+                    "Allow": {
+                        "description": "comma-separated methods, OPTIONS included",
+                        "schema": {"type": "string"},
+                    }
+                },
+            },
+            **{
+                str(status): {"description": text, "content": {media: {"schema": schema}}}
+                for status, (text, schema, media) in problems(404).items()
+            },
+        },
+        "security": [],
+    }
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+def build_spec(
+    routes: Iterable[Route], extra_components: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document describing every route, request and response."""
     paths: dict[str, dict[str, Any]] = {}
-    components = dict(COMPONENTS)
+    components = {**COMPONENTS, **(extra_components or {})}
+    by_path: dict[str, list[Route]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        by_path.setdefault(route.path, []).append(route)
         if route.body is not None and not isinstance(route.body, str):
             components[route.body.name] = route.body.schema()  # the rules the handler runs
+    for path, ops in paths.items():
+        for route in by_path.get(_twin(path), []):
+            ops.setdefault(route.method.lower(), _slash_alias(route, path))
+        first = next(iter(ops.values()))
+        ops["options"] = _options(
+            path, [p for p in first.get("parameters", []) if p["in"] == "path"]
+        )
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "triggerbook",
             "version": "0.1.0",
             "description": "Price triggers over live exchange feeds. Errors are RFC 9457 "
-            "application/problem+json. Prices are exact decimals, sent as strings.",
+            "application/problem+json. Prices are exact decimals, sent as strings. "
+            "A trailing slash is optional on every path. OPTIONS on any path answers 204 "
+            "with Allow (no token needed); HEAD is served wherever GET is; any other method "
+            "a path does not serve is a 405 with the same Allow.",
         },
         "paths": paths,
         "components": {

@@ -120,6 +120,20 @@ def from_error(error: ApiError | Conflict | StoreUnavailable) -> Response:
     return problem(kind, str(error), headers=headers)
 
 
+def options_answer(allow: tuple[str, ...]) -> Response:
+    """The answer to ``OPTIONS``: 204, no body, ``Allow`` listing what the path serves."""
+    response = Response(b"", status=204)
+    response.headers.pop("Content-Type", None)
+    response.headers["Allow"] = ", ".join(allow)
+    return response
+
+
+def allowed_only(allow: tuple[str, ...]) -> Response:
+    """405 for a method the path does not serve; ``Allow`` lists the ones it does."""
+    listed = ", ".join(allow)
+    return problem(HTTP_PROBLEMS[405], f"this path serves {listed} only", headers={"Allow": listed})
+
+
 def from_http(error: HTTPException) -> Response:
     """The response for an error the framework raised (404 route, 405 method, 413 body cap)."""
     code = error.code or 500

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
 import pytest
 import trio
 
@@ -217,3 +218,89 @@ async def test_a_chunked_body_over_the_cap_is_answered_and_closed(api) -> None:
             assert await wire.eof()
     assert refused.status == 405
     assert refused.headers["connection"] == "close"
+
+
+# --- what each path serves: Allow, OPTIONS, HEAD ---------------------------------------------
+
+ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _concrete(path: str) -> str:
+    return path.replace("{alert_id}", "1").replace("{symbol}", "BTCUSDT")
+
+
+def _documented(doc: dict, path: str) -> set[str]:
+    methods = {m.upper() for m in doc["paths"][path]}
+    return methods | ({"HEAD"} if "GET" in methods else set())
+
+
+async def test_every_path_allows_exactly_what_the_document_lists(api) -> None:
+    async with httpx.AsyncClient(base_url=api.base, timeout=10) as plain:
+        with trio.fail_after(30):
+            for path in api.doc["paths"]:
+                documented = _documented(api.doc, path)
+                url = _concrete(path)
+                options = await plain.options(url)
+                assert options.status_code == 204, (path, options.text)
+                assert options.content == b""
+                allow = [m.strip() for m in options.headers["allow"].split(",")]
+                assert set(allow) == documented, path
+                assert allow == [m for m in ORDER if m in allow]  # one fixed order
+                unserved = next(m for m in ("PATCH", "PUT", "DELETE", "POST") if m not in allow)
+                refused = await plain.request(unserved, url, json={"a": 1})
+                assert refused.status_code == 405, (path, unserved)
+                assert refused.headers["allow"] == options.headers["allow"], path
+                assert refused.headers["content-type"] == "application/problem+json"
+
+
+async def test_options_is_documented_and_needs_no_token(api) -> None:
+    operation = api.doc["paths"]["/api/alerts/{alert_id}"]["options"]
+    assert operation["security"] == []
+    assert "Allow" in operation["responses"]["204"]["headers"]
+    async with httpx.AsyncClient(base_url=api.base, timeout=10) as plain:
+        with trio.fail_after(10):
+            answer = await plain.options("/api/alerts/7/")
+            missing = await plain.options("/api/nothing/here")
+    assert answer.status_code == 204
+    assert answer.headers["allow"] == "GET, HEAD, DELETE, OPTIONS"
+    assert "content-type" not in answer.headers
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_trailing_slash_serves_the_same_methods_and_the_document_says_so(api) -> None:
+    headers = await api.user("sam")
+    created = await api.client.post(
+        "/api/alerts/",
+        headers=headers,
+        json={"symbol": "BTCUSDT", "target_price": "5", "direction": "above"},
+    )
+    assert created.status_code == 201
+    alert_id = created.json()["id"]
+    deleted = await api.client.delete(f"/api/alerts/{alert_id}/", headers=headers)
+    assert deleted.status_code == 200
+    slash_delete = api.doc["paths"]["/api/alerts/{alert_id}/"]["delete"]
+    assert "trailing slash is optional" in slash_delete["description"]
+    assert "post" in api.doc["paths"]["/api/alerts/"]
+
+
+async def test_head_answers_like_get_without_a_body(api) -> None:
+    headers = await api.user("hana")
+    async with httpx.AsyncClient(base_url=api.base, timeout=10) as plain:
+        with trio.fail_after(10):
+            head = await plain.head("/api/alerts", headers=headers)
+            anonymous = await plain.head("/api/alerts")
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == "application/json"
+    assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize("alert_id", ["0", str(2**63), "99999999999999999999999"])
+async def test_an_id_no_row_can_have_is_no_route(api, alert_id: str) -> None:
+    headers = await api.user("ida")
+    async with httpx.AsyncClient(base_url=api.base, timeout=10) as plain:
+        with trio.fail_after(10):
+            got = await plain.get(f"/api/alerts/{alert_id}", headers=headers)
+            options = await plain.options(f"/api/alerts/{alert_id}")
+    assert got.status_code == 404
+    assert options.status_code == 404
