@@ -73,6 +73,8 @@ async def _serve(data_dir: Path) -> None:
         environ={
             "TRIGGERBOOK_HTTP_PORT": "0",
             "TRIGGERBOOK_DATABASE_DATA_DIR": str(data_dir / "pg"),
+            # throughput, not the per-user limit: each user makes --creates / --users alerts
+            "TRIGGERBOOK_LIMITS_MAX_LIVE_ALERTS": str(2**62),
         },
         plugin_sections=registry.sections(),
     )

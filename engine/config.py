@@ -40,6 +40,7 @@ CORE_SCHEMA: Mapping[str, Mapping[str, Any]] = {
         "starttls": False,
     },
     "sinks.webhook": {"enabled": False, "secret": ""},
+    "limits": {"max_live_alerts": 1000, "max_symbols": 100},
 }
 
 # Tables whose sub-tables are sections of their own ("feeds.binance", "sinks.email").
@@ -70,6 +71,15 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Per-user limits on creates (a create past one is a 409 naming it): live alerts, and
+    distinct live (exchange, symbol) pairs (each one a subscription some feed keeps open)."""
+
+    max_live_alerts: int = 1000
+    max_symbols: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, validated; ``feeds`` and ``sinks`` map a plugin name to a table."""
 
@@ -78,6 +88,7 @@ class Config:
     auth: AuthConfig
     feeds: Mapping[str, Mapping[str, Any]]
     sinks: Mapping[str, Mapping[str, Any]]
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     source: str = "<defaults>"
     raw: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -146,11 +157,19 @@ def load_config(
             start_timeout_s=merged["database"]["start_timeout_s"],
         ),
         auth=AuthConfig(**merged["auth"]),
+        limits=_limits(merged["limits"], source),
         feeds=_group(frozen, "feeds"),
         sinks=_group(frozen, "sinks"),
         source=source,
         raw=MappingProxyType(frozen),
     )
+
+
+def _limits(table: Mapping[str, Any], source: str) -> LimitsConfig:
+    for key, value in table.items():
+        if value < 1:
+            raise ConfigError(f"{source}: [limits] {key} must be at least 1, got {value}")
+    return LimitsConfig(**table)
 
 
 def env_name(section: str, key: str) -> str:

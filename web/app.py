@@ -134,7 +134,7 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
         hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads),
         by_user=AttemptLimiter(settings.login_per_user, settings.login_window_s),
         by_address=AttemptLimiter(settings.login_per_address, settings.login_window_s),
-        creates=CreateBatcher(ctx.store, ctx.commands),
+        creates=CreateBatcher(ctx.store, ctx.commands, limits=ctx.config.limits),
         lists=ListBatcher(ctx.store),
     )
     state.bodies.update(

@@ -12,9 +12,12 @@ holds: a request gets its alert (and its 201) only once the row is committed and
 on its way to the book. :class:`ListBatcher`: unfiltered pages of many owners in one SELECT
 (:meth:`Store.list_alert_pages`); a page reflects every create answered before it was asked for.
 
-A batch that fails as a whole for a reason other than an unavailable store (a row the database
-refuses, e.g. an owner that no longer exists) is retried one item at a time, so one bad item
-never fails its neighbours; each request gets its own answer or its own error.
+Per-request answers: ``run_batch`` may answer an item with an exception instead of a result
+(a create the store refused: its owner is gone, or a per-user limit), and only that request
+raises it. A batch the database refuses as a whole (:class:`StoreRefused`: a value it cannot
+hold, whichever row it is in) is retried one item at a time, so one bad item never fails its
+neighbours. Any other exception (the store unavailable, or a bug) goes to every request of
+the batch, which re-raises it: a 503, or a logged 500.
 
 Cancellation: a batch and its follow-up (the book sends) run shielded (a committed alert must
 reach the book). A caller that is cancelled while waiting loses only its answer. Cancelling
@@ -26,12 +29,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
-from engine.errors import StoreUnavailable
+from engine.config import LimitsConfig
+from engine.errors import LimitReached, StoreRefused, StoreUnavailable, Unauthorized
 from engine.model import AddTrigger, Alert, BookCommand, Direction
+from engine.store.store import Refusal
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -55,13 +60,14 @@ class _Pending(Generic[Item, Result]):
 class Batcher(Generic[Item, Result]):
     """Runs concurrent :meth:`submit` calls as batches of ``run_batch``; run :meth:`run`.
 
-    ``run_batch(items)`` returns one result per item, in order; ``follow_up(result)``, when
-    given, runs for each result (in order) before its request is answered.
+    ``run_batch(items)`` returns one result per item, in order, or an exception instance for
+    an item that request alone raises; ``follow_up(result)``, when given, runs for each result
+    (in order) before its request is answered.
     """
 
     def __init__(
         self,
-        run_batch: Callable[[Sequence[Item]], Awaitable[list[Result]]],
+        run_batch: Callable[[Sequence[Item]], Awaitable[list[Result | Exception]]],
         follow_up: Callable[[Result], Awaitable[None]] | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
@@ -111,16 +117,20 @@ class Batcher(Generic[Item, Result]):
         # logged 500, as without batching): nothing is swallowed here.
         try:
             results = await self._run_batch([p.item for p in batch])
-        except Exception as exc:  # delivered to the requests, re-raised there
-            if len(batch) == 1 or isinstance(exc, StoreUnavailable):
+        except StoreRefused as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+            else:  # find the refused item(s): the others are written
                 for pending in batch:
-                    pending.error = exc
-                    pending.done.set()
-                return
-            for pending in batch:
-                await self._run([pending])
+                    await self._run([pending])
+            return
+        except Exception as exc:  # delivered to the requests, re-raised there
+            _fail(batch, exc)
             return
         for pending, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):  # this request's own refusal
+                _fail([pending], result)
+                continue
             if self._follow_up is not None:
                 try:
                     await self._follow_up(result)
@@ -132,20 +142,37 @@ class Batcher(Generic[Item, Result]):
             pending.done.set()
 
 
+def _fail(batch: Sequence[_Pending[Any, Any]], error: Exception) -> None:
+    for pending in batch:
+        pending.error = error
+        pending.done.set()
+
+
 class CreateBatcher(Batcher[Row, Alert]):
-    """Alert creates, committed together, each trigger then sent to the book (see above)."""
+    """Alert creates, committed together, each trigger then sent to the book (see above).
+
+    ``limits`` are decided by the store in the INSERT's own transaction, so they hold for
+    creates of one owner in one batch, in concurrent batches, and across processes.
+    """
 
     def __init__(
         self,
         store: Store,
         commands: trio.MemorySendChannel[BookCommand],
         max_batch: int = MAX_BATCH,
+        limits: LimitsConfig | None = None,
     ) -> None:
+        limits = limits or LimitsConfig()
+        refusals = _refusal_errors(limits)
+
         async def to_book(alert: Alert) -> None:
             await commands.send(AddTrigger(alert.trigger()))
 
-        async def write(rows: Sequence[Row]) -> list[Alert]:
-            return await store.create_alerts(rows)
+        async def write(rows: Sequence[Row]) -> list[Alert | Exception]:
+            written = await store.create_alerts(
+                rows, max_live_alerts=limits.max_live_alerts, max_symbols=limits.max_symbols
+            )
+            return [refusals[w]() if isinstance(w, Refusal) else w for w in written]
 
         super().__init__(write, to_book, max_batch)
 
@@ -160,11 +187,31 @@ class CreateBatcher(Batcher[Row, Alert]):
     ) -> Alert:
         """Insert a live alert and add its trigger to the book; the committed alert.
 
-        Raises what :meth:`Store.create_alert` raises for this row (:class:`StoreUnavailable`
-        when the database cannot be reached, the driver's error for a row it refuses), and
-        :class:`StoreUnavailable` when the batcher has stopped.
+        Raises, for this request only: :class:`Unauthorized` when the owner no longer exists
+        (a token outliving its account), :class:`LimitReached` when the owner is at a per-user
+        limit (``field`` None for live alerts, ``"symbol"`` for distinct symbols; nothing is
+        written), :class:`StoreRefused` for a value the database cannot hold. Raises
+        :class:`StoreUnavailable` when the database cannot be reached or the batcher has
+        stopped, and whatever else the batch's store call raised.
         """
         return await self.submit((owner_id, exchange, symbol, target_price, direction, name))
+
+
+def _refusal_errors(limits: LimitsConfig) -> dict[Refusal, Callable[[], Exception]]:
+    """A fresh exception per refused request (an exception instance is raised once)."""
+    alerts = (
+        f"you have {limits.max_live_alerts} live alerts, the most an account may have; "
+        "delete some (or wait for them to fire) to create more"
+    )
+    symbols = (
+        f"your live alerts watch {limits.max_symbols} distinct symbols, the most an account "
+        "may; create this one on a symbol you already watch, or delete the alerts of another"
+    )
+    return {
+        Refusal.NO_OWNER: lambda: Unauthorized("the token's user no longer exists"),
+        Refusal.ALERT_LIMIT: lambda: LimitReached(alerts),
+        Refusal.SYMBOL_LIMIT: lambda: LimitReached(symbols, field="symbol"),
+    }
 
 
 class ListBatcher(Batcher[tuple[int, int, int], Page]):

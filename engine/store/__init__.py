@@ -7,6 +7,6 @@ the book's fires in batches. See ``docs/internals.md`` for the contract.
 from __future__ import annotations
 
 from engine.store.recorder import run_fire_recorder
-from engine.store.store import Store, open_store
+from engine.store.store import Refusal, Store, open_store
 
-__all__ = ["Store", "open_store", "run_fire_recorder"]
+__all__ = ["Refusal", "Store", "open_store", "run_fire_recorder"]

@@ -84,15 +84,26 @@ async def insert_alert(
     )
 
 
-# Many creates in one statement (one round trip, one commit): the rows come from the arrays in
-# order, so ids (one nextval per row, as rows are produced) ascend in that order.
+# Many creates in one statement (one round trip, one commit), each decided against the owner's
+# limits in the same transaction by ``admit_alerts`` (migration 0007: owners locked in ascending
+# id, then a fresh snapshot). The first row carries the verdicts (NULL: every row admitted,
+# else one per position: NULL or why not); the admitted rows come from the arrays in order, so
+# ids (one nextval per row, as rows are produced) ascend in that order. A row whose owner is
+# gone is refused by the verdict, never by the foreign key, so it cannot fail its neighbours.
 INSERT_ALERTS = f"""
-INSERT INTO alerts (owner_id, exchange, symbol, target_price, direction, name)
-SELECT r.owner_id, r.exchange, r.symbol, r.target_price, r.direction, r.name
-  FROM unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[])
-       WITH ORDINALITY AS r (owner_id, exchange, symbol, target_price, direction, name, n)
- ORDER BY r.n
-RETURNING {ALERT_COLUMNS}
+WITH verdict AS MATERIALIZED (
+    SELECT admit_alerts($1::bigint[], $2::text[], $3::text[], $7::bigint, $8::bigint) AS v
+), written AS (
+    INSERT INTO alerts (owner_id, exchange, symbol, target_price, direction, name)
+    SELECT r.owner_id, r.exchange, r.symbol, r.target_price, r.direction, r.name
+      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[])
+           WITH ORDINALITY AS r (owner_id, exchange, symbol, target_price, direction, name, n)
+     CROSS JOIN verdict
+     WHERE verdict.v[r.n] IS NULL
+     ORDER BY r.n
+    RETURNING {ALERT_COLUMNS}
+)
+SELECT verdict.v, written.* FROM verdict LEFT JOIN written ON true
 """
 
 
@@ -104,12 +115,28 @@ async def insert_alerts(
     target_prices: list[Decimal],
     directions: list[str],
     names: list[str],
-) -> list[asyncpg.Record]:
-    """Insert one alert per position of the arrays; the rows in that order (ascending ids)."""
+    max_alerts: int | None,
+    max_symbols: int | None,
+) -> tuple[list[str | None], list[asyncpg.Record]]:
+    """Insert one alert per position of the arrays that the limits admit (None: no limit).
+
+    Returns (one verdict per position: None when written, else ``'owner'``, ``'alerts'`` or
+    ``'symbols'``; the rows written, in position order). Each row is the alert's columns.
+    """
     rows = await con.fetch(
-        INSERT_ALERTS, owner_ids, exchanges, symbols, target_prices, directions, names
+        INSERT_ALERTS,
+        owner_ids,
+        exchanges,
+        symbols,
+        target_prices,
+        directions,
+        names,
+        max_alerts,
+        max_symbols,
     )
-    return sorted(rows, key=lambda row: row[0])
+    verdicts = rows[0][0] or [None] * len(owner_ids)
+    written = sorted((row[1:] for row in rows if row[1] is not None), key=lambda row: row[0])
+    return verdicts, written
 
 
 async def alert_of(con: asyncpg.Connection, owner_id: int, alert_id: int) -> asyncpg.Record | None:
@@ -118,38 +145,89 @@ async def alert_of(con: asyncpg.Connection, owner_id: int, alert_id: int) -> asy
     )
 
 
+# A filtered page (``alerts_page``), in a read-only REPEATABLE READ transaction so that its count
+# and its rows are one snapshot. First the owner's tallies that match the filter (migration
+# 0007: a few rows per (status, exchange, symbol) key): their sum is the count, and their keys
+# are the streams the page merges. Each stream is one exact key of an index that lists it
+# newest first (``alerts_owner_symbol`` when symbols are asked for, else
+# ``alerts_owner_exchange``), limited to the page's end; a Merge Append of the streams skips
+# ``offset`` entries read from the indexes alone, and only the page's rows are then read from
+# the table. So a page reads about ``offset + limit`` index entries and ``limit`` rows, whatever
+# the owner holds and however the filter's matches are spread. Measured by
+# ``python -m benchmarks.listing``.
+MERGE_MAX = 64
+"""Streams a page merges at most; past it (an owner with alerts on more (exchange, status) or
+(symbol, exchange, status) keys than that matching one filter) the page walks the owner's
+listing index instead, still right but as slow as the filter is selective."""
+
+TALLIES = """
+SELECT status, exchange, symbol, n FROM alert_tallies
+ WHERE owner_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR exchange = $3)
+   AND ($4::text[] IS NULL OR symbol = ANY ($4::text[]))
+"""
+
+
+def _merged_page_sql(streams: int, by_symbol: bool) -> str:
+    """The statement for a page merging ``streams`` keys: $1 owner, $2 limit, $3 offset, $4
+    statuses, $5 exchanges and, ``by_symbol``, $6 symbols (arrays, a position per stream)."""
+    key = "status = ($4::text[])[{i}] AND exchange = ($5::text[])[{i}]"
+    if by_symbol:
+        key += " AND symbol = ($6::text[])[{i}]"
+    branches = "\n UNION ALL\n".join(
+        f"(SELECT created_at, id FROM alerts WHERE owner_id = $1 AND {key.format(i=i)}"
+        f" ORDER BY created_at DESC, id DESC LIMIT $2::bigint + $3::bigint)"
+        for i in range(1, streams + 1)
+    )
+    return (
+        f"SELECT {_qualified('a')} FROM (SELECT s.id, s.created_at FROM ({branches}) AS s"
+        f" ORDER BY s.created_at DESC, s.id DESC LIMIT $2 OFFSET $3) AS p"
+        f" JOIN alerts AS a ON a.id = p.id ORDER BY p.created_at DESC, p.id DESC"
+    )
+
+
+def _walked_page_sql() -> str:
+    """The fallback past :data:`MERGE_MAX` streams: the owner's listing index, filtered."""
+    return (
+        f"SELECT {ALERT_COLUMNS} FROM alerts WHERE owner_id = $1"
+        f" AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR exchange = $3)"
+        f" AND ($4::text[] IS NULL OR symbol = ANY ($4::text[]))"
+        f" ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+    )
+
+
+def _qualified(alias: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in ALERT_COLUMNS.split(","))
+
+
 async def alerts_page(
     con: asyncpg.Connection,
     owner_id: int,
-    filters: Sequence[tuple[str, str]],
+    status: str | None,
+    exchange: str | None,
+    symbols: Sequence[str] | None,
     limit: int,
     offset: int,
 ) -> tuple[int, list[asyncpg.Record]]:
-    """``filters`` are (column, value) pairs from a fixed set of column names (never user
-    text), so each combination is its own prepared statement and can use its index."""
-    where = ["owner_id = $1"]
-    args: list[object] = [owner_id]
-    for column, value in filters:
-        args.append(value)
-        where.append(f"{column} = ${len(args)}")
-    clause = " AND ".join(where)
-    # One statement (one snapshot, one round trip): the total from its own count, which reads
-    # only the owner's listing index, and the page through that index in order, reading just
-    # its rows. A window ``count(*) OVER ()`` instead made every page fetch and sort every
-    # matching row (an owner with 2,100 alerts: 3.5 ms a page, against about 0.3 ms).
-    # The LEFT JOIN keeps the total when the page is past the end (one row, all NULL).
-    rows = await con.fetch(
-        f"SELECT p.*, c.total FROM (SELECT count(*) AS total FROM alerts WHERE {clause}) AS c "
-        f"LEFT JOIN LATERAL (SELECT {ALERT_COLUMNS} FROM alerts WHERE {clause} "
-        f"ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
-        f") AS p ON true ORDER BY p.created_at DESC, p.id DESC",
-        *args,
-        limit,
-        offset,
-    )
-    if rows[0][0] is None:
-        return rows[0][-1], []
-    return rows[0][-1], rows
+    """(number of the owner's alerts matching every given filter, the page of them newest
+    first). ``symbols``: any of these spellings. See :data:`MERGE_MAX` above."""
+    wanted = None if symbols is None else list(symbols)
+    async with con.transaction(isolation="repeatable_read", readonly=True):
+        keys = await con.fetch(TALLIES, owner_id, status, exchange, wanted)
+        count = sum(key[3] for key in keys)
+        if offset >= count or limit <= 0:
+            return count, []
+        by_symbol = wanted is not None
+        streams = sorted({(k[0], k[1], k[2] if by_symbol else "") for k in keys})
+        if len(streams) > MERGE_MAX:
+            walked = _walked_page_sql()
+            rows = await con.fetch(walked, owner_id, status, exchange, wanted, limit, offset)
+            return count, rows
+        keyed = [[s[0] for s in streams], [s[1] for s in streams]]
+        if by_symbol:
+            keyed.append([s[2] for s in streams])
+        sql = _merged_page_sql(len(streams), by_symbol)
+        rows = await con.fetch(sql, owner_id, limit, offset, *keyed)
+    return count, rows
 
 
 # Many owners' unfiltered pages in one statement (the web's list batcher): one page per

@@ -7,6 +7,7 @@ cannot be reached or the connection is lost mid-call; the caller decides whether
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -17,6 +18,7 @@ import asyncpg
 
 from engine.config import DatabaseConfig
 from engine.errors import Conflict, StoreRefused
+from engine.limits import MAX_LIST_OFFSET
 from engine.model import Alert, AlertStatus, Direction, Fire, OutboxRow, Trigger, User
 from engine.store import embedded, queries
 from engine.store.bridge import UNIQUE_VIOLATION, Bridge, open_bridge, refused_sqlstate
@@ -26,6 +28,20 @@ log = logging.getLogger(__name__)
 
 _DIRECTIONS = {d.value: d for d in Direction}
 _STATUSES = {s.value: s for s in AlertStatus}
+
+
+class Refusal(enum.Enum):
+    """Why :meth:`Store.create_alerts` did not write a row (nothing else was refused with it)."""
+
+    NO_OWNER = "owner"
+    """The row's owner does not exist (an account deleted while its token still verifies)."""
+    ALERT_LIMIT = "alerts"
+    """The owner has ``max_live_alerts`` live alerts already."""
+    SYMBOL_LIMIT = "symbols"
+    """The row's (exchange, symbol) is not live for the owner, who watches ``max_symbols``."""
+
+
+_REFUSALS = {r.value: r for r in Refusal}
 
 
 class Store:
@@ -100,12 +116,23 @@ class Store:
         return _alert(row)
 
     async def create_alerts(
-        self, rows: Sequence[tuple[int, str, str, Decimal, Direction, str]]
-    ) -> list[Alert]:
+        self,
+        rows: Sequence[tuple[int, str, str, Decimal, Direction, str]],
+        *,
+        max_live_alerts: int | None = None,
+        max_symbols: int | None = None,
+    ) -> list[Alert | Refusal]:
         """Insert many live alerts in one statement (one round trip, one commit): each row is
         ``(owner_id, exchange, symbol, target_price, direction, name)`` as for
-        :meth:`create_alert`. Returns the alerts in the order given. All or nothing: if it
-        raises, no row was written. Raises ``ValueError`` for a target as :meth:`create_alert`.
+        :meth:`create_alert`. Returns, in the order given, each row's :class:`Alert` or the
+        :class:`Refusal` that kept it out: an owner that no longer exists, or an owner who
+        would pass ``max_live_alerts`` live alerts or ``max_symbols`` distinct live
+        (exchange, symbol) pairs (None: no limit). Rows are decided in order, as if created
+        one at a time, in the database and in the INSERT's own transaction, with the owners
+        locked: concurrent calls (from any process) never take an owner past a limit.
+
+        Raises ``ValueError`` for a target as :meth:`create_alert` (nothing written). If it
+        raises (:class:`StoreRefused` for a value the database refuses), no row was written.
         """
         for row in rows:
             target = row[3]
@@ -113,7 +140,7 @@ class Store:
                 raise ValueError(f"target_price must be a finite Decimal > 0, got {target!r}")
         if not rows:
             return []
-        written = await self._bridge.run(
+        verdicts, written = await self._bridge.run(
             queries.insert_alerts,
             [r[0] for r in rows],
             [r[1] for r in rows],
@@ -121,8 +148,11 @@ class Store:
             [r[3] for r in rows],
             [Direction(r[4]).value for r in rows],
             [r[5] for r in rows],
+            max_live_alerts,
+            max_symbols,
         )
-        return [_alert(row) for row in written]
+        alerts = iter(written)
+        return [_alert(next(alerts)) if v is None else _REFUSALS[v] for v in verdicts]
 
     async def get_alert(self, owner_id: int, alert_id: int) -> Alert | None:
         """The alert, or None when it does not exist or belongs to someone else."""
@@ -135,20 +165,44 @@ class Store:
         *,
         status: AlertStatus | str | None = None,
         symbol: str | None = None,
+        symbols: Sequence[str] | None = None,
         exchange: str | None = None,
         limit: int = 20,
         offset: int = 0,
     ) -> tuple[int, list[Alert]]:
         """(number of the owner's alerts matching the filters, one page of them newest first:
-        ``created_at`` descending, then id descending)."""
-        filters: list[tuple[str, str]] = []
-        if status is not None:
-            filters.append(("status", AlertStatus(status).value))
+        ``created_at`` descending, then id descending).
+
+        ``symbols`` matches any of these spellings (the web's ``?symbol=`` without an exchange),
+        ``symbol`` one; give one or the other. Pagination is by offset, bounded: an offset past
+        :data:`engine.limits.MAX_LIST_OFFSET` raises ``ValueError`` (the web answers 422 on
+        ``page`` before asking). So every page, filtered or not, reads at most that many index
+        entries and ``limit`` rows: a few milliseconds for an owner with 300,000 alerts
+        (``python -m benchmarks.listing``). A cursor (keyset) would lift the bound, but the
+        API's contract is numbered pages with a ``count``; past 10,000 alerts a client narrows
+        the filter. The count costs nothing: it is the sum of a few kept tallies (migration
+        0007), never a count of rows.
+
+        Raises ``ValueError`` for an unknown status, both ``symbol`` and ``symbols``, or an
+        offset out of 0..MAX_LIST_OFFSET.
+        """
+        if not 0 <= offset <= MAX_LIST_OFFSET:
+            raise ValueError(f"offset must be within 0..{MAX_LIST_OFFSET}, got {offset}")
         if symbol is not None:
-            filters.append(("symbol", symbol))
-        if exchange is not None:
-            filters.append(("exchange", exchange))
-        count, rows = await self._bridge.run(queries.alerts_page, owner_id, filters, limit, offset)
+            if symbols is not None:
+                raise ValueError("give symbol or symbols, not both")
+            symbols = (symbol,)
+        if status is None and symbols is None and exchange is None:
+            return (await self.list_alert_pages([(owner_id, limit, offset)]))[0]
+        count, rows = await self._bridge.run(
+            queries.alerts_page,
+            owner_id,
+            None if status is None else AlertStatus(status).value,
+            exchange,
+            None if symbols is None else list(dict.fromkeys(symbols)),
+            limit,
+            offset,
+        )
         return count, [_alert(row) for row in rows]
 
     async def list_alert_pages(

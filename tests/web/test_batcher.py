@@ -1,16 +1,18 @@
-"""The create batcher (web/batcher.py): group commit, per-row errors, shutdown."""
+"""The create batcher (web/batcher.py): group commit, per-row refusals and errors, the per-user
+limits under concurrency, shutdown."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
-import asyncpg
 import pytest
 import trio
 import trio.testing
 
-from engine.errors import StoreUnavailable
+from engine.config import LimitsConfig
+from engine.errors import LimitReached, StoreRefused, StoreUnavailable, Unauthorized
 from engine.model import AddTrigger, BookCommand, Direction
 from web.batcher import CreateBatcher
 
@@ -22,12 +24,35 @@ class CountingStore:
         self.store = store
         self.sizes: list[int] = []
         self.unavailable = False
+        self.broken = False
 
-    async def create_alerts(self, rows: Any) -> Any:
+    async def create_alerts(self, rows: Any, **limits: Any) -> Any:
         self.sizes.append(len(rows))
         if self.unavailable:
             raise StoreUnavailable("the database is unavailable (test)")
-        return await self.store.create_alerts(rows)
+        if self.broken:
+            raise RuntimeError("a bug in the store (test)")
+        return await self.store.create_alerts(rows, **limits)
+
+
+async def _queued_then_run(batcher: Any, calls: list[Any]) -> None:
+    """Queue every call before the batcher runs (so they batch as queued), then run them all."""
+    async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as clients:
+            for call in calls:
+                clients.start_soon(call)
+            await trio.testing.wait_all_tasks_blocked()
+            await nursery.start(batcher.run)
+        nursery.cancel_scope.cancel()
+
+
+def _drain(receive: trio.MemoryReceiveChannel[BookCommand]) -> list[BookCommand]:
+    commands = []
+    while True:
+        try:
+            commands.append(receive.receive_nowait())
+        except trio.WouldBlock:
+            return commands
 
 
 async def _owner(store: Any, name: str) -> int:
@@ -76,11 +101,14 @@ async def test_concurrent_creates_share_a_commit_and_keep_their_rows(store: Any)
         assert sorted(c.trigger.id for c in commands) == sorted(a.id for a in got.values())
 
 
-async def test_a_refused_row_fails_only_its_own_request(store: Any) -> None:
+async def test_a_token_whose_user_is_gone_fails_only_its_own_request(store: Any) -> None:
+    """Issue 12 case 3: the missing owner was a foreign-key error (a 500) that made the whole
+    batch retry row by row. Now its request alone gets Unauthorized, in one statement."""
     with trio.fail_after(30):
         owner = await _owner(store, "alice")
+        counting = CountingStore(store)
         send, receive = trio.open_memory_channel[BookCommand](1000)
-        batcher = CreateBatcher(store, send)
+        batcher = CreateBatcher(counting, send)  # type: ignore[arg-type]
         outcomes: dict[int, Any] = {}
 
         async def create(i: int, owner_id: int) -> None:
@@ -88,28 +116,108 @@ async def test_a_refused_row_fails_only_its_own_request(store: Any) -> None:
                 outcomes[i] = await batcher.create(
                     owner_id, "binance", "ETHUSDT", Decimal("10"), Direction.BELOW
                 )
-            except asyncpg.ForeignKeyViolationError as exc:
+            except Unauthorized as exc:
                 outcomes[i] = exc
 
-        async with trio.open_nursery() as nursery:
-            await nursery.start(batcher.run)
-            async with trio.open_nursery() as clients:
-                for i in range(20):
-                    # id 999999 is nobody: the database refuses that row, not its neighbours
-                    clients.start_soon(create, i, 999_999 if i == 7 else owner)
-            nursery.cancel_scope.cancel()
+        # id 999999 is nobody; all 20 queued first: one batch
+        calls = [partial(create, i, 999_999 if i == 7 else owner) for i in range(20)]
+        await _queued_then_run(batcher, calls)
 
-        assert isinstance(outcomes.pop(7), asyncpg.ForeignKeyViolationError)
+        assert counting.sizes == [20]  # one statement, no retry row by row
+        refused = outcomes.pop(7)
+        assert isinstance(refused, Unauthorized) and "no longer exists" in str(refused)
         assert all(a.owner_id == owner for a in outcomes.values())
         count, _ = await store.list_alerts(owner)
         assert count == 19
-        added = []
-        while True:
-            try:
-                added.append(receive.receive_nowait())
-            except trio.WouldBlock:
-                break
+        added = _drain(receive)
         assert sorted(c.trigger.id for c in added) == sorted(a.id for a in outcomes.values())
+
+
+async def test_a_value_the_database_refuses_fails_only_its_own_request(store: Any) -> None:
+    """A batch the database refuses as a whole (StoreRefused) is split: the bad row's request
+    gets the refusal, every other row is written."""
+    with trio.fail_after(30):
+        owner = await _owner(store, "erin")
+        counting = CountingStore(store)
+        send, receive = trio.open_memory_channel[BookCommand](1000)
+        batcher = CreateBatcher(counting, send)  # type: ignore[arg-type]
+        outcomes: dict[int, Any] = {}
+
+        async def create(i: int) -> None:
+            name = "nul\x00byte" if i == 3 else f"n{i}"  # Postgres text cannot hold NUL
+            try:
+                outcomes[i] = await batcher.create(
+                    owner, "binance", "ETHUSDT", Decimal(i + 1), Direction.BELOW, name
+                )
+            except StoreRefused as exc:
+                outcomes[i] = exc
+
+        await _queued_then_run(batcher, [partial(create, i) for i in range(6)])
+
+        assert counting.sizes == [6, 1, 1, 1, 1, 1, 1]
+        assert isinstance(outcomes.pop(3), StoreRefused)
+        assert sorted(a.name for a in outcomes.values()) == ["n0", "n1", "n2", "n4", "n5"]
+        assert (await store.list_alerts(owner))[0] == 5
+        assert len(_drain(receive)) == 5
+
+
+async def test_any_other_error_goes_to_every_request_of_the_batch(store: Any) -> None:
+    with trio.fail_after(30):
+        owner = await _owner(store, "frank")
+        counting = CountingStore(store)
+        counting.broken = True
+        send, receive = trio.open_memory_channel[BookCommand](10)
+        batcher = CreateBatcher(counting, send)  # type: ignore[arg-type]
+        failures: list[BaseException] = []
+
+        async def create() -> None:
+            with pytest.raises(RuntimeError, match="a bug") as caught:
+                await batcher.create(owner, "binance", "BTCUSDT", Decimal("1"), Direction.ABOVE)
+            failures.append(caught.value)
+
+        await _queued_then_run(batcher, [create] * 4)
+        assert len(failures) == 4 and counting.sizes == [4]  # never retried one by one
+        assert _drain(receive) == []
+
+
+async def test_the_limits_hold_for_concurrent_creates_of_one_owner(store: Any) -> None:
+    """Many creates of one owner in one batch and in batches after it: exactly the limit is
+    written, the rest get LimitReached naming the field, and nothing else changes."""
+    with trio.fail_after(30):
+        owner = await _owner(store, "gina")
+        other = await _owner(store, "hugo")
+        counting = CountingStore(store)
+        send, receive = trio.open_memory_channel[BookCommand](1000)
+        limits = LimitsConfig(max_live_alerts=10, max_symbols=3)
+        batcher = CreateBatcher(counting, send, max_batch=8, limits=limits)  # type: ignore[arg-type]
+        outcomes: dict[int, Any] = {}
+
+        async def create(i: int, owner_id: int, symbol: str) -> None:
+            try:
+                outcomes[i] = await batcher.create(
+                    owner_id, "binance", symbol, Decimal(i + 1), Direction.ABOVE, str(i)
+                )
+            except LimitReached as exc:
+                outcomes[i] = exc
+
+        # five symbols for gina (only three may be live), then hugo, who has room
+        calls = [partial(create, i, owner, f"S{i % 5}") for i in range(40)]
+        calls += [partial(create, i, other, f"S{i % 3}") for i in range(40, 45)]
+        await _queued_then_run(batcher, calls)
+
+        assert len(counting.sizes) > 1  # several batches, some of them full of gina
+        theirs = {i: outcomes[i] for i in range(40)}
+        written = [a for a in theirs.values() if not isinstance(a, Exception)]
+        refused = [e for e in theirs.values() if isinstance(e, Exception)]
+        assert len(written) == 10 and len(refused) == 30
+        assert len({a.symbol for a in written}) == 3
+        assert {e.field for e in refused} <= {None, "symbol"}
+        assert any(e.field == "symbol" and "3 distinct symbols" in e.detail for e in refused)
+        assert any(e.field is None and "10 live alerts" in e.detail for e in refused)
+        assert all(not isinstance(outcomes[i], Exception) for i in range(40, 45))
+        assert (await store.list_alerts(owner))[0] == 10
+        assert (await store.list_alerts(other))[0] == 5
+        assert len(_drain(receive)) == 15
 
 
 async def test_an_unavailable_store_fails_the_batch(store: Any) -> None:
