@@ -1,8 +1,9 @@
 """The engine: one ``trio.run``, one root nursery, actors that talk only through memory channels.
 
 Read ``run_engine`` top to bottom: the store, then the book, then the fire recorder, then the
-feeds, then the web. Each actor is started with ``await nursery.start(...)``, so the next one
-begins only once the previous one is ready, and an error in any of them cancels all of them.
+symbol directory (each exchange's traded symbols), then the feeds, then the web. Each actor is
+started with ``await nursery.start(...)``, so the next one begins only once the previous one is
+ready, and an error in any of them cancels all of them.
 
     feeds --ticks--> book --fires--> fire recorder (store, outbox) --> sinks (later)
       ^                ^   |
@@ -19,6 +20,7 @@ import gc
 import logging
 import signal
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 import trio_asyncio
@@ -29,6 +31,7 @@ from engine.config import Config
 from engine.feeds.registry import FeedRegistry
 from engine.feeds.runner import run_feeds
 from engine.feeds.status import FeedStates
+from engine.feeds.symbols import SymbolDirectory, run_symbol_directory
 from engine.metrics import Metrics
 from engine.model import BookCommand, Fire, Tick
 from engine.quarantine import Quarantine
@@ -57,6 +60,7 @@ class Engine:
     quarantine: Quarantine
     commands: trio.MemorySendChannel[BookCommand]
     http_port: int
+    symbols: SymbolDirectory | None = None  # each exchange's traded symbols and REST price
 
 
 # The cyclic collector's thresholds once the engine runs (Python's are 700, 10, 10). Nearly all
@@ -115,7 +119,19 @@ async def run_engine(
                 metrics,
                 quarantine,
             )
-            await nursery.start(run_feeds, config, feeds, ticks_send, demand, feed_states, metrics)
+            # The stored symbol lists are loaded before it reports started (no network wait);
+            # the feeds subscribe only what the lists allow, the web refuses unlisted symbols.
+            symbols = SymbolDirectory.for_config(feeds, config, metrics)
+            await nursery.start(run_symbol_directory, symbols, store)
+            await nursery.start(
+                partial(run_feeds, directory=symbols),
+                config,
+                feeds,
+                ticks_send,
+                demand,
+                feed_states,
+                metrics,
+            )
             web = WebContext(
                 config=config,
                 store=store,
@@ -142,6 +158,7 @@ async def run_engine(
                     quarantine,
                     commands_send,
                     http_port,
+                    symbols=symbols,
                 )
             )
 

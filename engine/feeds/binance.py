@@ -13,8 +13,16 @@ messages per second per connection (control frames and pongs count), 1024 stream
 connection, every connection dropped after 24 h, a server ping every 20 s (trio-websocket answers
 it), a ``serverShutdown`` event before maintenance.
 
-Symbols: Binance spells them ``BTCUSDT``; an alert may write ``btcusdt``, ``BTC/USDT``,
-``BTC-USDT`` or ``btc_usdt``, all normalised to ``BTCUSDT``. Stream names are lower case.
+Symbols: Binance spells them ``BTCUSDT`` (2 to 20 letters and digits); an alert may write
+``btcusdt``, ``BTC/USDT``, ``BTC-USDT`` or ``btc_usdt``, all normalised to ``BTCUSDT``. Stream names
+are lower case.
+
+REST (``rest-api.md``; base URL option ``rest_url``, empty for none, and the default is only used
+while ``url`` is Binance's own): the traded symbols are
+``GET /api/v3/exchangeInfo`` (``symbolStatus=TRADING``, ``showPermissionSets=false`` to keep the
+body small; every symbol whose ``status`` is ``TRADING`` is kept), fetched again every
+``symbols_refresh_s``; one symbol's last price is ``GET /api/v3/ticker/price?symbol=BTCUSDT`` ->
+``{"symbol": "BTCUSDT", "price": "..."}``.
 
 Option ``stream``: ``trade`` (default: every trade, so no crossing is missed between snapshots),
 ``aggTrade`` (one tick per taker order), or ``bookTicker`` (best bid/ask, real time; the tick
@@ -25,10 +33,12 @@ per element, priced at its last (close) price.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from itertools import count
 from typing import ClassVar
+from urllib.parse import quote, urlsplit
 
 import msgspec
 
@@ -38,6 +48,7 @@ from engine.hookspecs import hookimpl
 from engine.model import Tick
 
 STREAMS = ("trade", "aggTrade", "bookTicker")
+DEFAULT_REST_URL = "https://api.binance.com"
 _TWO = Decimal(2)
 
 
@@ -81,12 +92,32 @@ class _MiniTicker(msgspec.Struct):
     E: int
 
 
+class _SymbolInfo(msgspec.Struct):
+    symbol: str
+    status: str
+
+
+class _ExchangeInfo(msgspec.Struct):  # only the fields read; the rest is skipped unparsed
+    symbols: list[_SymbolInfo]
+
+
+class _TickerPrice(msgspec.Struct):
+    symbol: str
+    price: Decimal
+
+
+_exchange_info = msgspec.json.Decoder(_ExchangeInfo)
+_ticker_price = msgspec.json.Decoder(_TickerPrice)
 _envelope = msgspec.json.Decoder(_Envelope)
 _trade = msgspec.json.Decoder(_Trade)
 _trade_envelope = msgspec.json.Decoder(_TradeEnvelope)
 _book_ticker = msgspec.json.Decoder(_BookTicker)
 _mini_tickers = msgspec.json.Decoder(list[_MiniTicker])
 _encode = msgspec.json.Encoder().encode
+
+
+def _fullmatch(pattern: str, text: str) -> bool:
+    return re.fullmatch(pattern, text) is not None
 
 
 def _check_price(price: Decimal, sample: msgspec.Raw) -> Decimal:
@@ -107,7 +138,15 @@ class Binance(Exchange):
     name = "binance"
     url = "wss://stream.binance.com:9443"
     enabled_by_default = True
-    options: ClassVar[dict[str, object]] = {"stream": "trade"}
+    options: ClassVar[dict[str, object]] = {
+        "stream": "trade",
+        "rest_url": DEFAULT_REST_URL,
+        "symbols_refresh_s": 3600.0,
+    }
+    symbol_pattern = "^[A-Z0-9]{2,20}$"
+    # BTCUSDT in any case, or BASE and QUOTE with one separator (btc/usdt, BTC-USDT, btc_usdt).
+    input_pattern = "^(?:[A-Za-z0-9]{2,20}|[A-Za-z0-9]{1,12}[/_-][A-Za-z0-9]{1,8})$"
+    symbol_rule = "2 to 20 letters and digits, such as BTCUSDT (btc/usdt is spelt BTCUSDT)"
 
     max_streams_per_connection = 1024
     max_messages_per_second = 4.0  # the limit is 5 and counts our pongs too
@@ -122,6 +161,14 @@ class Binance(Exchange):
         if stream not in STREAMS:
             raise ConfigError(f"[feeds.binance] stream must be one of {STREAMS}, got {stream!r}")
         self.stream = str(stream)
+        rest = str(self.config["rest_url"]).rstrip("/")
+        if rest == DEFAULT_REST_URL and self.base_url.rstrip("/") != self.url:
+            # A feed pointed elsewhere (a test server, the testnet) takes no symbol list or price
+            # from the real exchange unless ``rest_url`` names one: they would disagree.
+            rest = ""
+        if rest and (urlsplit(rest).scheme not in ("http", "https") or not urlsplit(rest).netloc):
+            raise ConfigError(f"[feeds.binance] rest_url must be an http(s) URL, got {rest!r}")
+        self.rest_url = rest
         self._fast_suffix = f"@{self.stream}" if self.stream != "bookTicker" else ""
         self._ids = count(1)
         self._pending: dict[int, tuple[str, ...]] = {}  # request id -> symbols, until answered
@@ -133,9 +180,54 @@ class Binance(Exchange):
             "!serverShutdown": self._server_shutdown,
         }
 
-    def normalise_symbol(self, symbol: str) -> str:
+    def spell_symbol(self, symbol: str) -> str:
         """``btc/usdt``, ``BTC-USDT``, ``btc_usdt`` -> ``BTCUSDT``."""
-        return symbol.strip().upper().replace("/", "").replace("-", "").replace("_", "")
+        return symbol.upper().replace("/", "").replace("-", "").replace("_", "")
+
+    def symbols_url(self) -> str | None:
+        """``exchangeInfo`` of the symbols trading now, or None without a ``rest_url``."""
+        if not self.rest_url:
+            return None
+        return f"{self.rest_url}/api/v3/exchangeInfo?symbolStatus=TRADING&showPermissionSets=false"
+
+    def parse_symbols(self, body: bytes) -> frozenset[str]:
+        """Every ``symbols[].symbol`` whose ``status`` is ``TRADING`` and that Binance's spelling
+        allows (a symbol outside it could not be subscribed here anyway).
+
+        Raises ``ValueError`` for a body that is not such a document, or lists nothing trading.
+        """
+        try:
+            info = _exchange_info.decode(body)
+        except msgspec.DecodeError as exc:  # ValidationError included
+            raise ValueError(f"not an exchangeInfo document: {exc}") from None
+        spelt = self.symbol_pattern
+        listed = frozenset(
+            s.symbol
+            for s in info.symbols
+            if s.status == "TRADING" and len(s.symbol) <= 20 and _fullmatch(spelt, s.symbol)
+        )
+        if not listed:
+            raise ValueError("exchangeInfo lists no symbol trading")
+        return listed
+
+    def price_url(self, symbol: str) -> str | None:
+        """``ticker/price`` of one symbol, or None without a ``rest_url``."""
+        if not self.rest_url:
+            return None
+        return f"{self.rest_url}/api/v3/ticker/price?symbol={quote(symbol, safe='')}"
+
+    def parse_price(self, body: bytes, symbol: str) -> Decimal:
+        """The ``price`` of ``{"symbol": ..., "price": "..."}``; raises ``ValueError`` for another
+        shape, another symbol, or a price that is not finite and > 0."""
+        try:
+            ticker = _ticker_price.decode(body)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"not a ticker/price document: {exc}") from None
+        if ticker.symbol != symbol:
+            raise ValueError(f"ticker/price answered for {ticker.symbol!r}, not {symbol!r}")
+        if not (ticker.price.is_finite() and ticker.price > 0):
+            raise ValueError(f"ticker/price gave the price {ticker.price}")
+        return ticker.price
 
     def connect_url(self) -> str:
         """``<base>/stream``: a combined-stream connection with no stream yet."""

@@ -22,7 +22,7 @@ import pluggy
 from engine import hookspecs
 from engine.config import Config, load_config
 from engine.errors import PluginError
-from engine.feeds.exchange import Exchange
+from engine.feeds.exchange import Exchange, SymbolRules
 from engine.feeds.source import FeedSource
 from engine.sinks.base import Sink
 
@@ -60,11 +60,16 @@ class FeedRegistry:
                 self.exchanges[item.name] = item.cls
             elif item.kind == "source":
                 self.sources[item.name] = item.cls
-        # Default-configured instances, only for their pure methods (normalise_symbol).
-        self._described: dict[str, Exchange | FeedSource] = {
+        # Default-configured instances, only for their pure methods (the symbol rules).
+        self._described: dict[str, SymbolRules] = {
             **{n: c() for n, c in self.sources.items()},
             **{n: c() for n, c in self.exchanges.items()},
         }
+        # Exchanges only emitted by a source (``FeedSource.provides``) follow the generic rules.
+        for cls in self.sources.values():
+            for emitted in cls.provides:
+                if emitted not in self._described:
+                    self._described[emitted] = _Generic(emitted)
 
     def names(self) -> list[str]:
         """Every exchange name an alert may name: each registered exchange and source, and the
@@ -77,14 +82,35 @@ class FeedRegistry:
     def normalise(self, exchange: str, symbol: str) -> str:
         """``symbol`` as ``exchange`` spells it (``btc/usdt`` -> ``BTCUSDT`` on Binance).
 
-        Raises ``KeyError`` for an exchange no plugin provides.
+        Raises ``KeyError`` for an exchange no plugin provides and ``ValueError``, with a human
+        reason, for a symbol the exchange cannot spell (one that does not match
+        :meth:`symbol_pattern`, Kraken's ``xbt`` without a quote currency, ...).
         """
-        described = self._described.get(exchange)
-        if described is None:
-            if exchange in self.names():  # emitted by a source: upper case is all we know
-                return symbol.strip().upper()
+        rules = self._rules(exchange)
+        # check_symbol again: a third-party plugin may override normalise_symbol itself.
+        return rules.check_symbol(rules.normalise_symbol(symbol))
+
+    def symbol_pattern(self, exchange: str) -> str:
+        """The symbols a request may send for ``exchange``: an anchored regex, ECMA-262
+        compatible (no lookarounds, no flags), for the OpenAPI document. :meth:`normalise`
+        accepts exactly the strings of at most ``engine.limits.SYMBOL_MAX`` characters that match
+        it. Raises ``KeyError`` for an exchange no plugin provides."""
+        return self._rules(exchange).input_pattern
+
+    def canonical_pattern(self, exchange: str) -> str:
+        """The exchange's own spelling (what :meth:`normalise` returns and alerts store), as a
+        regex like :meth:`symbol_pattern`. Raises ``KeyError`` as it does."""
+        return self._rules(exchange).symbol_pattern
+
+    def symbol_rule(self, exchange: str) -> str:
+        """The exchange's spelling in words (``BASE/QUOTE, such as BTC/USD``)."""
+        return self._rules(exchange).symbol_rule
+
+    def _rules(self, exchange: str) -> SymbolRules:
+        rules = self._described.get(exchange)
+        if rules is None:
             raise KeyError(exchange)
-        return described.normalise_symbol(symbol)
+        return rules
 
     def sections(self) -> dict[str, dict[str, Any]]:
         """``{"feeds.<name>": {enabled, url, ...options}}`` for ``load_config``."""
@@ -130,6 +156,13 @@ class FeedRegistry:
         if cls is None:
             raise PluginError(f"no plugin provides the feed source {name!r}")
         return cls(config_table)
+
+
+class _Generic(SymbolRules):
+    """The rules of an exchange only known as emitted by a source: the generic ones."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # type: ignore[misc]  # a ClassVar on plugins, per instance here
 
 
 def new_plugin_manager() -> pluggy.PluginManager:

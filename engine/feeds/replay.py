@@ -13,7 +13,9 @@ JSON numbers, kept exact). Options:
 The file is read in 1 MiB chunks through trio's async file API (a worker thread), so the event
 loop never blocks on the disk. A bad line (not JSON, a missing field, a price that is not a
 positive number) is counted in ``frames_skipped{exchange="replay"}``, logged once per kind, and
-skipped. At the end (without ``loop``) the source stays idle, so the engine keeps serving.
+skipped; so is a tick out of ``engine.limits`` (kind ``out-of-range``: a price of ``1e30``, a time
+of ``10000000000000000`` ms), checked as each line is read (``checks_ticks``). At the end (without
+``loop``) the source stays idle, so the engine keeps serving.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import msgspec
 import trio
 
 from engine.errors import BadFrame, ConfigError
+from engine.feeds.bounds import OUT_OF_RANGE, tick_refusal
 from engine.feeds.source import FeedSource
 from engine.feeds.status import FeedState
 from engine.hookspecs import hookimpl
@@ -87,7 +90,12 @@ def _tick(exchange: str, symbol: str, price: Decimal, time_ms: int, sample: Any)
         raise BadFrame("bad-price", sample)
     if not exchange.strip() or not symbol.strip():
         raise BadFrame("bad-field", sample)
-    return Tick(exchange.strip(), symbol.strip().upper(), price, time_ms)
+    tick = Tick(exchange.strip(), symbol.strip().upper(), price, time_ms)
+    reason = tick_refusal(tick)
+    if reason is not None:
+        line = sample.decode("utf-8", "replace") if isinstance(sample, bytes) else str(sample)
+        raise BadFrame(OUT_OF_RANGE, f"{reason}: {line}")
+    return tick
 
 
 class Replay(FeedSource):
@@ -95,6 +103,7 @@ class Replay(FeedSource):
 
     name = "replay"
     options: ClassVar[dict[str, Any]] = {"file": "", "speed": 1.0, "loop": False}
+    checks_ticks = True  # each line is checked as it is read (``_tick``)
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__(config)

@@ -24,10 +24,16 @@ spread over *slots* of at most ``max_streams_per_connection``; each slot keeps o
   millisecond cannot lose a crossing: the first copy already fired every trigger it crosses;
 - a bad frame (:class:`BadFrame`) is counted in ``frames_skipped``, logged once per kind with a
   sample, and skipped; an error reply (:class:`SubscriptionRejected`) records the symbols in
-  ``FeedState.rejected`` (shown on ``/readyz``); neither drops the connection.
+  ``FeedState.rejected`` (shown on ``/readyz``); neither drops the connection;
+- a tick out of ``engine.limits`` (``limits.tick_problem``: a price of ``1e30``, a time past the
+  year 9999) never reaches the book: counted as a skipped frame of kind ``out-of-range``, logged
+  once, skipped (``engine.feeds.bounds``). Sources get a channel that does the same;
+- with a symbol directory (``engine.feeds.symbols``), the demand is filtered through it first: a
+  symbol the exchange's list says it does not trade, or one it cannot spell, is never
+  subscribed (invented symbols must not open connections that the exchange then bans).
 
-The per-frame path is: ``get_message``, ``time.monotonic_ns()``, ``exchange.parse``, the ticks
-held until the socket is drained, then ``ticks.send_nowait`` per tick (see
+The per-frame path is: ``get_message``, ``time.monotonic_ns()``, ``exchange.parse``, the range
+check, the ticks held until the socket is drained, then ``ticks.send_nowait`` per tick (see
 :meth:`_Session.receive` and ``engine.feeds.connection``).
 """
 
@@ -38,7 +44,8 @@ import math
 import random
 import time
 from collections import deque
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import trio
 import trio_websocket
@@ -52,13 +59,18 @@ from engine.errors import (
     PluginError,
     SubscriptionRejected,
 )
+from engine.feeds.bounds import OUT_OF_RANGE, BoundedTicks, describe, tick_refusal
 from engine.feeds.connection import DrainSignalStream, open_feed_connection
 from engine.feeds.exchange import Exchange
 from engine.feeds.registry import FeedRegistry
 from engine.feeds.source import FeedSource
 from engine.feeds.status import FeedState, FeedStates
+from engine.limits import MAX_PRICE, MIN_PRICE, PRICE_FRACTION_DIGITS, TICK_TIME_MAX_MS
 from engine.metrics import Metrics
 from engine.model import Tick
+
+if TYPE_CHECKING:
+    from engine.feeds.symbols import SymbolDirectory
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +94,19 @@ async def run_feeds(
     feed_states: FeedStates,
     metrics: Metrics,
     *,
+    directory: SymbolDirectory | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one actor per enabled feed until cancelled; ``task_status.started()`` once all started.
 
     Each actor gets ``ticks.clone()`` and closes it when it ends; this function closes ``ticks``
-    itself once the clones exist. Raises :class:`PluginError` before starting anything if an
-    enabled feed has no plugin, and propagates whatever a feed cannot handle (see module doc).
+    itself once the clones exist. With a ``directory``, every feed sees the demand filtered
+    through it (:meth:`SymbolDirectory.filtered`). Raises :class:`PluginError` before starting
+    anything if an enabled feed has no plugin, and propagates whatever a feed cannot handle (see
+    module doc).
     """
+    if directory is not None:
+        demand = directory.filtered(demand)
     feeds: list[ExchangeFeed | FeedSource] = []
     for name in config.enabled_feeds():
         table = config.feeds[name]
@@ -121,8 +138,9 @@ async def _run_source(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    channel: Any = ticks if source.checks_ticks else BoundedTicks(ticks, source.name, metrics)
     async with ticks:
-        await source.run(ticks, demand, state, metrics, task_status=task_status)
+        await source.run(channel, demand, state, metrics, task_status=task_status)
 
 
 def first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
@@ -240,6 +258,18 @@ class ExchangeFeed:
                 exc.kind,
                 exc.sample,
             )
+
+    def in_range(self, ticks: list[Tick]) -> list[Tick]:
+        """``ticks`` without those out of ``engine.limits``, each counted and logged as a
+        skipped ``out-of-range`` frame (the slow path of the check in :meth:`_Session.receive`)."""
+        kept = []
+        for tick in ticks:
+            reason = tick_refusal(tick)
+            if reason is None:
+                kept.append(tick)
+            else:
+                self.bad_frame(BadFrame(OUT_OF_RANGE, describe(tick, reason)))
+        return kept
 
     def rejected(self, exc: SubscriptionRejected, session: _Session) -> None:
         """Record the symbols an exchange refused; they are not asked for again until demand
@@ -479,7 +509,7 @@ class _Session:
         except (BadFrame, SubscriptionRejected) as exc:
             self._refused(exc)
             return []
-        return self._fresh(ticks)
+        return self._fresh(self.feed.in_range(ticks))
 
     def _refused(self, exc: BadFrame | SubscriptionRejected) -> None:
         if isinstance(exc, BadFrame):
@@ -563,6 +593,12 @@ class _Session:
         ``engine.feeds.connection``). No tick waits for a later frame: whichever of the two
         tasks acts last on a burst releases it. A closing connection releases what it holds
         before the error ends the session.
+
+        The range check is inline: a tick whose price is a Decimal within the limits with at
+        most ``PRICE_FRACTION_DIGITS`` fractional digits (``round`` keeps it; it raises for a
+        price of more digits than the context holds) and whose time is in range passes at the
+        cost of a few comparisons; anything else sends the frame's ticks through
+        :meth:`ExchangeFeed.in_range`, which applies ``limits.tick_problem`` itself.
         """
         assert self.ws is not None and self.stream is not None
         get_message = self.ws.get_message
@@ -575,6 +611,8 @@ class _Session:
         stale = self.feed.exchange.stale_after_s
         slack_ns = int(min(1.0, stale / 10) * 1e9)
         pushed_ns = 0
+        in_range = self.feed.in_range
+        lo, hi, digits, time_max = MIN_PRICE, MAX_PRICE, PRICE_FRACTION_DIGITS, TICK_TIME_MAX_MS
         with self.stale_scope:
             self.touch()
             while True:
@@ -593,6 +631,20 @@ class _Session:
                 except (BadFrame, SubscriptionRejected) as exc:
                     self._refused(exc)
                     continue
+                for tick in ticks:
+                    price = tick.price
+                    try:
+                        if (
+                            type(price) is Decimal
+                            and lo <= price <= hi
+                            and 0 <= tick.exchange_time_ms <= time_max
+                            and round(price, digits) == price
+                        ):
+                            continue
+                    except (ArithmeticError, TypeError):
+                        pass
+                    ticks = in_range(ticks)
+                    break
                 if slot.dedupe is not None:
                     ticks = self._fresh(ticks)
                 if ticks:

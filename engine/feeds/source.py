@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import trio
 
+from engine.feeds.exchange import SymbolRules
 from engine.model import Tick
 
 if TYPE_CHECKING:
@@ -35,18 +36,24 @@ if TYPE_CHECKING:
     from engine.metrics import Metrics
 
 
-class FeedSource(ABC):
+class FeedSource(SymbolRules, ABC):
     """Base class of sources with their own actor.
 
     ``options`` are the keys of the source's ``[feeds.<name>]`` table beyond ``enabled``, with
     their defaults. ``provides`` names the exchanges whose ticks the source emits beyond its own
-    ``name`` (alerts may name them); most sources leave it empty.
+    ``name`` (alerts may name them); most sources leave it empty. Symbols follow
+    :class:`~engine.feeds.exchange.SymbolRules` (default: the generic rules, upper-cased).
+
+    The runner hands ``run`` a tick channel that drops (and counts as ``out-of-range`` skipped
+    frames) every tick outside ``engine.limits``; a source that checks its own ticks as it reads
+    them (replay) sets ``checks_ticks`` and gets the plain channel.
     """
 
     name: ClassVar[str]
     enabled_by_default: ClassVar[bool] = False
     options: ClassVar[Mapping[str, Any]] = {}
     provides: ClassVar[tuple[str, ...]] = ()
+    checks_ticks: ClassVar[bool] = False
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self.config: Mapping[str, Any] = {**self.options, **dict(config or {})}
@@ -55,10 +62,6 @@ class FeedSource(ABC):
     def config_section(cls) -> dict[str, Any]:
         """The keys of ``[feeds.<name>]`` with their defaults, for the configuration schema."""
         return {"enabled": cls.enabled_by_default, **cls.options}
-
-    def normalise_symbol(self, symbol: str) -> str:
-        """The source's canonical spelling of a user-given symbol (default: upper case)."""
-        return symbol.strip().upper()
 
     @abstractmethod
     async def run(

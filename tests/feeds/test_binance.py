@@ -93,9 +93,17 @@ def test_all_market_array_skips_unpriced_elements() -> None:
     assert [(t.symbol, t.price) for t in Binance().parse(frame, 0)] == [("B", Decimal("2.50"))]
 
 
-@pytest.mark.parametrize("text", ["btcusdt", "BTC/USDT", "btc-usdt", " btc_usdt "])
+@pytest.mark.parametrize("text", ["btcusdt", "BTC/USDT", "btc-usdt", "btc_usdt"])
 def test_symbols_are_normalised(text: str) -> None:
     assert Binance().normalise_symbol(text) == "BTCUSDT"
+
+
+@pytest.mark.parametrize(
+    "text", ["", "B", " btcusdt", "BTCUSDT\n", "BTC:USDT", "BTC/US/DT", "A" * 21, "BTCÜSDT", "b.tc"]
+)
+def test_symbols_binance_cannot_spell_are_refused_with_the_rule(text: str) -> None:
+    with pytest.raises(ValueError, match="not a symbol of binance: 2 to 20 letters and digits"):
+        Binance().normalise_symbol(text)
 
 
 def test_unknown_stream_option_is_a_config_error() -> None:

@@ -14,6 +14,7 @@ from engine.feeds.status import FeedStates
 from engine.feeds.testing import read_binance_request, serve_exchange
 from engine.metrics import Metrics
 from engine.model import AddTrigger, BookCommand, Direction, Fire, RemoveTrigger, Tick, Trigger
+from engine.quarantine import Quarantine
 
 from .conftest import trade
 
@@ -34,6 +35,7 @@ async def test_a_trigger_subscribes_its_symbol_and_a_frame_fires_it() -> None:
                 LastPrices(),
                 demand,
                 metrics,
+                Quarantine(metrics),
             )
             feed = ExchangeFeed(
                 Binance({"url": server.url}), demand, states.get("binance"), metrics

@@ -156,7 +156,9 @@ def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.Monk
     registry = load_registry()
     assert "gold" in registry.sources
     assert {"gold", "lbma"} <= set(registry.names())
-    assert registry.normalise("lbma", " xau ") == "XAU"
+    assert registry.normalise("lbma", "xau") == "XAU"
+    with pytest.raises(ValueError, match="not a symbol of lbma"):
+        registry.normalise("lbma", " xau ")
     assert any("tb_fake_gold 1.2.3" in line for line in registry.describe())
     sys.modules.pop("tb_fake_gold", None)
 

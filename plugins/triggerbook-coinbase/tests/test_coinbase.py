@@ -107,18 +107,23 @@ def test_a_time_without_zone_is_utc() -> None:
     [
         ("BTC-USD", "BTC-USD"),
         ("btc-usd", "BTC-USD"),
-        (" btc/usd ", "BTC-USD"),
+        ("btc/usd", "BTC-USD"),
         ("btc_usd", "BTC-USD"),
         ("btc usd", "BTC-USD"),
         ("BTCUSD", "BTC-USD"),
         ("ethbtc", "ETH-BTC"),
         ("usdtusdc", "USDT-USDC"),
         ("SHIBUSDT", "SHIB-USDT"),
-        ("XYZ", "XYZ"),
     ],
 )
 def test_symbols_normalise_to_base_dash_quote(given: str, canonical: str) -> None:
     assert Coinbase().normalise_symbol(given) == canonical
+
+
+@pytest.mark.parametrize("given", ["XYZ", "btc", " btc/usd ", "BTC-USD-X", "B-USD", "BTC--USD", ""])
+def test_symbols_coinbase_cannot_spell_are_refused(given: str) -> None:
+    with pytest.raises(ValueError, match="not a symbol of coinbase: a product BASE-QUOTE"):
+        Coinbase().normalise_symbol(given)
 
 
 def test_subscribe_and_unsubscribe_frames() -> None:

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from engine.errors import BadFrame, SubscriptionRejected
-from engine.feeds.exchange import Exchange
+from engine.feeds.exchange import Exchange, any_case
 from engine.feeds.parsing import (
     Handler,
     Message,
@@ -49,6 +49,8 @@ CHANNELS = ("matches", "ticker")
 QUOTES = ("USDT", "USDC", "EUR", "GBP", "USD", "DAI", "BTC", "ETH")
 
 _PRODUCT = re.compile(r"\b[A-Z0-9]{2,12}-[A-Z0-9]{2,12}\b")
+_ASSET = "[A-Za-z0-9]{2,12}"
+_QUOTE_INPUT = "|".join(any_case(q) for q in QUOTES)
 
 
 class Coinbase(Exchange):
@@ -57,6 +59,10 @@ class Coinbase(Exchange):
     name = "coinbase"
     url = "wss://ws-feed.exchange.coinbase.com"
     options: ClassVar[Mapping[str, Any]] = {"channel": "matches"}
+    symbol_pattern = "^[A-Z0-9]{2,12}-[A-Z0-9]{2,12}$"
+    # BASE-QUOTE with one separator of - / _ : . or a space, or BASEQUOTE with a known quote.
+    input_pattern = f"^(?:{_ASSET}[/_:. -]{_ASSET}|{_ASSET}(?:{_QUOTE_INPUT}))$"
+    symbol_rule = "a product BASE-QUOTE such as BTC-USD (BTCUSD and btc/usd work too)"
 
     # Coinbase Exchange "WebSocket rate limits": 8 requests per second per IP (bursts of 20),
     # 100 client messages per second. No per-connection product cap is documented; the best
@@ -71,7 +77,7 @@ class Coinbase(Exchange):
         super().__init__(config)
         self.channel: str = choose_option(self.name, "channel", self.config["channel"], CHANNELS)
 
-    def normalise_symbol(self, symbol: str) -> str:
+    def spell_symbol(self, symbol: str) -> str:
         """``BASE-QUOTE`` in upper case; see the module docstring for accepted spellings."""
         return "-".join(split_symbol(symbol, QUOTES))
 

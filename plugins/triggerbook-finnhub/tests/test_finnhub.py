@@ -97,7 +97,11 @@ def test_a_trade_without_time_has_exchange_time_zero() -> None:
     ("given", "canonical"),
     [
         ("AAPL", "AAPL"),
-        (" aapl ", "AAPL"),
+        ("aapl", "AAPL"),
+        ("BINANCE:BTCUSDT", "BINANCE:BTCUSDT"),
+        ("OANDA:EUR_USD", "OANDA:EUR_USD"),
+        ("BRK.B", "BRK.B"),
+        ("IC MARKETS:1", "IC MARKETS:1"),
         ("binance:btcusdt", "BINANCE:BTCUSDT"),
         ("oanda:eur_usd", "OANDA:EUR_USD"),
         ("brk.b", "BRK.B"),
@@ -105,6 +109,12 @@ def test_a_trade_without_time_has_exchange_time_zero() -> None:
 )
 def test_symbols_are_as_given_upper_cased(given: str, canonical: str) -> None:
     assert Finnhub().normalise_symbol(given) == canonical
+
+
+@pytest.mark.parametrize("given", [" aapl ", "A:B:C", ":AAPL", "AAPL:", "brk b", "A" * 17, "€"])
+def test_symbols_finnhub_cannot_spell_are_refused(given: str) -> None:
+    with pytest.raises(ValueError, match="not a symbol of finnhub"):
+        Finnhub().normalise_symbol(given)
 
 
 def test_one_frame_per_symbol() -> None:

@@ -17,7 +17,8 @@ becomes ``Tick("finnhub", "BINANCE:BTCUSDT", Decimal("7296.89"), 1575526691134, 
 the price is a JSON number, read as ``Decimal`` from its own digits, never through a float.
 
 Symbols are Finnhub's, as given and upper-cased: ``aapl`` -> ``AAPL``, ``binance:btcusdt`` ->
-``BINANCE:BTCUSDT``, ``oanda:eur_usd`` -> ``OANDA:EUR_USD``.
+``BINANCE:BTCUSDT``, ``oanda:eur_usd`` -> ``OANDA:EUR_USD``, ``brk.b`` -> ``BRK.B``: an optional
+``VENUE:`` prefix (``IC MARKETS:1`` has a space), then letters, digits and ``. _ -``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ class Finnhub(Exchange):
     name = "finnhub"
     url = "wss://ws.finnhub.io"
     options: ClassVar[Mapping[str, Any]] = {"token": ""}
+    symbol_pattern = "^(?:[A-Z0-9](?:[A-Z0-9 ]{0,13}[A-Z0-9])?:)?[A-Z0-9][A-Z0-9._-]{0,15}$"
+    input_pattern = (
+        "^(?:[A-Za-z0-9](?:[A-Za-z0-9 ]{0,13}[A-Za-z0-9])?:)?[A-Za-z0-9][A-Za-z0-9._-]{0,15}$"
+    )
+    symbol_rule = (
+        "Finnhub's symbol: a ticker such as AAPL or BRK.B, or VENUE:SYMBOL such as "
+        "BINANCE:BTCUSDT or OANDA:EUR_USD"
+    )
 
     # Finnhub's free plan streams up to 50 symbols per connection, one symbol per subscribe
     # message; its API limit is 30 calls a second, of which this uses a third.
@@ -70,9 +79,9 @@ class Finnhub(Exchange):
                 "TRIGGERBOOK_FEEDS_FINNHUB_TOKEN (a free key from finnhub.io)"
             )
 
-    def normalise_symbol(self, symbol: str) -> str:
+    def spell_symbol(self, symbol: str) -> str:
         """Finnhub's symbol as given, upper-cased (``aapl`` -> ``AAPL``)."""
-        return symbol.strip().upper()
+        return symbol.upper()
 
     def connect_url(self) -> str:
         """The configured URL with ``token`` added to its query (Finnhub authenticates so)."""

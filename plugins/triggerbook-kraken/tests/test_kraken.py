@@ -124,17 +124,23 @@ def test_a_trade_without_timestamp_has_exchange_time_zero_and_integer_prices_are
         ("BTC/USD", "BTC/USD"),
         ("btc/usd", "BTC/USD"),
         ("btc-usd", "BTC/USD"),
-        (" btc_usd ", "BTC/USD"),
+        ("btc_usd", "BTC/USD"),
         ("XBT/USD", "BTC/USD"),
         ("xbtusd", "BTC/USD"),
         ("xdg/eur", "DOGE/EUR"),
         ("ETHUSDT", "ETH/USDT"),
         ("solbtc", "SOL/BTC"),
-        ("ZZZ", "ZZZ"),
     ],
 )
 def test_symbols_normalise_to_base_slash_quote(given: str, canonical: str) -> None:
     assert Kraken().normalise_symbol(given) == canonical
+
+
+@pytest.mark.parametrize("given", ["xbt", "XBT", "ZZZ", "btc/usd/eur", " btc/usd", "btc//usd", ""])
+def test_a_symbol_without_a_quote_is_refused(given: str) -> None:
+    # Issue 12: "xbt" was stored as "BTC", which names no Kraken pair.
+    with pytest.raises(ValueError, match="not a symbol of kraken: a pair BASE/QUOTE"):
+        Kraken().normalise_symbol(given)
 
 
 def test_trade_subscribe_asks_for_no_snapshot() -> None:

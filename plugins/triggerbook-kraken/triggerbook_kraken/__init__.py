@@ -20,7 +20,8 @@ subscribed and closes idle connections after about a minute, so the runner also 
 ``{"method": "ping"}`` every 30 s.
 
 Symbols: ``btc/usd``, ``BTC-USD``, ``btc_usd``, ``XBT/USD`` and ``BTCUSD`` (a known quote currency
-at the end) all normalise to ``BTC/USD``; ``XBT`` becomes ``BTC`` and ``XDG`` becomes ``DOGE``.
+at the end) all normalise to ``BTC/USD``; ``XBT`` becomes ``BTC`` and ``XDG`` becomes ``DOGE``. A
+symbol without a quote (``xbt``) is refused: Kraken only trades pairs.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from engine.errors import SubscriptionRejected
-from engine.feeds.exchange import Exchange
+from engine.feeds.exchange import Exchange, any_case
 from engine.feeds.parsing import (
     Handler,
     Message,
@@ -52,6 +53,8 @@ CHANNELS = ("trade", "ticker")
 QUOTES = ("USDT", "USDC", "USD", "EUR", "GBP", "CAD", "JPY", "CHF", "AUD", "BTC", "ETH")
 # v1 / REST asset names that v2 spells differently.
 ASSET_ALIASES: Mapping[str, str] = {"XBT": "BTC", "XDG": "DOGE"}
+_ASSET = "[A-Za-z0-9]{1,12}"
+_QUOTE_INPUT = "|".join(any_case(q) for q in QUOTES)
 
 
 class Kraken(Exchange):
@@ -60,6 +63,13 @@ class Kraken(Exchange):
     name = "kraken"
     url = "wss://ws.kraken.com/v2"
     options: ClassVar[Mapping[str, Any]] = {"channel": "trade"}
+    symbol_pattern = "^[A-Z0-9]{1,12}/[A-Z0-9]{1,12}$"
+    # BASE/QUOTE with one separator of / - _ : . or a space, or BASEQUOTE with a known quote.
+    input_pattern = f"^(?:{_ASSET}[/_:. -]{_ASSET}|{_ASSET}(?:{_QUOTE_INPUT}))$"
+    symbol_rule = (
+        "a pair BASE/QUOTE such as BTC/USD (BTCUSD and btc-usd work too; a symbol without a "
+        "quote currency, such as XBT, names no pair)"
+    )
 
     # Kraken documents no per-connection or per-message pair cap for public channels, only a
     # Cloudflare limit of about 150 connection attempts per 10 minutes per IP; these are
@@ -77,7 +87,7 @@ class Kraken(Exchange):
         super().__init__(config)
         self.channel: str = choose_option(self.name, "channel", self.config["channel"], CHANNELS)
 
-    def normalise_symbol(self, symbol: str) -> str:
+    def spell_symbol(self, symbol: str) -> str:
         """``BASE/QUOTE`` in upper case with v2 asset names; see the module docstring."""
         return "/".join(ASSET_ALIASES.get(p, p) for p in split_symbol(symbol, QUOTES))
 

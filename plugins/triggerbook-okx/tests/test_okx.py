@@ -136,11 +136,17 @@ def test_numeric_ts_and_missing_ts() -> None:
         ("BTCUSDT", "BTC-USDT"),
         ("ethbtc", "ETH-BTC"),
         ("btc-usdt-swap", "BTC-USDT-SWAP"),
-        ("OKB", "OKB"),
+        ("btc-usd-250328-60000-c", "BTC-USD-250328-60000-C"),
     ],
 )
 def test_symbols_normalise_to_inst_id(given: str, canonical: str) -> None:
     assert Okx().normalise_symbol(given) == canonical
+
+
+@pytest.mark.parametrize("given", ["OKB", "btc", "a-b-c-d-e-f", " btc-usdt", "btc--usdt", ""])
+def test_symbols_okx_cannot_spell_are_refused(given: str) -> None:
+    with pytest.raises(ValueError, match="not a symbol of okx: an instrument BASE-QUOTE"):
+        Okx().normalise_symbol(given)
 
 
 def test_subscribe_and_unsubscribe_frames() -> None:

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from engine.errors import BadFrame, SubscriptionRejected
-from engine.feeds.exchange import Exchange
+from engine.feeds.exchange import Exchange, any_case
 from engine.feeds.parsing import (
     Handler,
     Message,
@@ -55,6 +55,8 @@ QUOTES = ("USDT", "USDC", "USD", "EUR", "BTC", "ETH", "OKB", "DAI")
 PRICE_FIELDS: Mapping[str, str] = {"trades": "px", "tickers": "last"}
 
 _PONG = frozenset({"pong", b"pong"})
+_PART = "[A-Za-z0-9]{1,12}"
+_QUOTE_INPUT = "|".join(any_case(q) for q in QUOTES)
 # "instId:FOO-USDT" (60018) or "instId" : "LTC-USD-200327" (60012) inside an error message.
 _INST_ID = re.compile(r"instId\W{0,6}([A-Za-z0-9]+(?:-[A-Za-z0-9]+)+)")
 
@@ -65,6 +67,13 @@ class Okx(Exchange):
     name = "okx"
     url = "wss://ws.okx.com:8443/ws/v5/public"
     options: ClassVar[Mapping[str, Any]] = {"channel": "trades"}
+    # Spot BTC-USDT, swap BTC-USDT-SWAP, future BTC-USD-250328, option BTC-USD-250328-60000-C.
+    symbol_pattern = "^[A-Z0-9]{1,12}(?:-[A-Z0-9]{1,12}){1,4}$"
+    input_pattern = f"^(?:{_PART}(?:[/_:. -]{_PART}){{1,4}}|{_PART}(?:{_QUOTE_INPUT}))$"
+    symbol_rule = (
+        "an instrument BASE-QUOTE such as BTC-USDT, with a suffix for derivatives "
+        "(BTC-USDT-SWAP); BTCUSDT and btc/usdt work too"
+    )
 
     # OKX v5 "WebSocket / Connect": 480 subscribe/unsubscribe/login requests per connection
     # per hour; the channels of one request must total under 64 KB (100 args is ~5 KB). No
@@ -80,7 +89,7 @@ class Okx(Exchange):
         super().__init__(config)
         self.channel: str = choose_option(self.name, "channel", self.config["channel"], CHANNELS)
 
-    def normalise_symbol(self, symbol: str) -> str:
+    def spell_symbol(self, symbol: str) -> str:
         """``BASE-QUOTE[-SUFFIX]`` in upper case; see the module docstring."""
         return "-".join(split_symbol(symbol, QUOTES))
 
