@@ -68,7 +68,11 @@ async def _fires(store: Store, owner_id: int, n: int) -> list[Fire]:
     owner = await store.create_user("bench", "bench@example.com", "h")
     await _copy_alerts(store, owner.id, n)
     return [
-        Fire(Tick(t.exchange, t.symbol, t.target, exchange_time_ms=1_700_000_000_000), (t,))
+        Fire(
+            Tick(t.exchange, t.symbol, t.target, exchange_time_ms=1_700_000_000_000),
+            (t,),
+            fired_at_ms=1_700_000_000_500,  # the book stamps each fire (engine/book/actor.py)
+        )
         for t in await store.load_live_triggers()
     ]
 

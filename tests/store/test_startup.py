@@ -106,4 +106,3 @@ async def test_the_payload_quotes_any_text_and_channels_are_queued_once(store: S
             assert row.payload["target_price"] == "1.10"
             assert row.payload["triggered_price"] == "1.05"
             assert row.payload["triggered_at"] == "2023-11-14T22:13:21.456+00:00"
-            assert row.payload["tick_time"] == "2023-11-14T22:13:20.123+00:00"
