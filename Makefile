@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# schemathesis against the real engine alone (it also runs in `make test`).
+fuzz: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_schemathesis.py
 
 bench: $(STAMP)
 	$(BIN)/triggerbook bench book

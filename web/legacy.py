@@ -168,10 +168,9 @@ def _account_alias(path: str, canonical: str) -> Route:
 def routes(ctx: WebContext) -> list[Route]:
     """The seed clients' routes."""
     body = seed_body(ctx)
-    query = (
-        *alerts.list_params(ctx),
-        Param("cryptocurrency", STR, "only this symbol (the same as symbol)"),
-    )
+    listed = alerts.list_params(ctx)
+    symbol = next(p for p in listed if p.name == "symbol")
+    query = (*listed, Param("cryptocurrency", symbol.schema, "the same as symbol"))
 
     def create(path: str) -> Route:
         return Route(

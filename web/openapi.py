@@ -96,6 +96,15 @@ def _slash_alias(route: Route, path: str) -> dict[str, Any]:
     return op
 
 
+def _routed(param: dict[str, Any]) -> dict[str, Any]:
+    """A path parameter as the router matches it, which is all ``OPTIONS`` looks at: ids as
+    the router bounds them (``web.app.PathId``), any other segment as any text."""
+    schema = param["schema"]
+    if schema.get("type") != "integer":
+        schema = {"type": "string", "minLength": 1}
+    return {"name": param["name"], "in": "path", "required": True, "schema": schema}
+
+
 def _options(path: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
     slug = re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_") or "root"
     op: dict[str, Any] = {
@@ -142,7 +151,7 @@ def build_spec(
             ops.setdefault(route.method.lower(), _slash_alias(route, path))
         first = next(iter(ops.values()))
         ops["options"] = _options(
-            path, [p for p in first.get("parameters", []) if p["in"] == "path"]
+            path, [_routed(p) for p in first.get("parameters", []) if p["in"] == "path"]
         )
     return {
         "openapi": "3.1.0",
