@@ -105,6 +105,13 @@ class FeedStates:
     def __contains__(self, name: object) -> bool:
         return name in self._states
 
+    def rejection(self, exchange: str, symbol: str) -> str | None:
+        """The exchange's own reason for refusing to subscribe ``symbol`` (its spelling, as
+        alerts store it), or None when it did not refuse it. Kept while the symbol has live
+        triggers; forgotten once demand drops it (a later subscribe may succeed)."""
+        state = self._states.get(exchange)
+        return None if state is None else state.rejected.get(symbol)
+
     def ready(self) -> tuple[bool, dict[str, str]]:
         """Whether every feed is ready, and the reason for each one that is not."""
         reasons = {}

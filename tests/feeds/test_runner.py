@@ -212,12 +212,16 @@ async def test_subscription_error_is_reported_and_not_retried() -> None:
             assert "Invalid symbol" in h.state.rejected["NOPE"]
             assert h.states.ready() == (True, {})  # reported on /readyz, not a readiness failure
             assert h.state.as_dict()["rejected"] == {"NOPE": "code 2: Invalid symbol"}
+            assert h.states.rejection("binance", "NOPE") == "code 2: Invalid symbol"
+            assert h.states.rejection("binance", "BTCUSDT") is None
+            assert h.states.rejection("kraken", "NOPE") is None
             h.want("NOPE", "BTCUSDT")
             await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
             assert h.state.symbols == {"BTCUSDT"}
             assert sum("nope@trade" in m for m in h.server.received) == 1  # not asked again
             h.want("BTCUSDT")
             await eventually(lambda: not h.state.rejected)  # forgotten once demand drops it
+            assert h.states.rejection("binance", "NOPE") is None
             nursery.cancel_scope.cancel()
 
 
