@@ -97,5 +97,3 @@ async def test_a_user_that_no_longer_exists_is_refused_on_create(store: Store) -
         with pytest.raises(StoreRefused) as raised:
             await store.create_alert(999_999, "binance", "BTCUSDT", Decimal(1), Direction.ABOVE)
         assert refused_sqlstate(raised.value) == "23503"
-        with pytest.raises(StoreRefused):
-            await store.create_alerts([(999_999, "binance", "X", Decimal(1), Direction.ABOVE, "")])
