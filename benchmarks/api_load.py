@@ -59,6 +59,7 @@ async def _serve(data_dir: Path) -> None:
     from engine.config import load_config
     from engine.feeds.registry import load_registry
     from engine.feeds.status import FeedStates
+    from engine.feeds.symbols import SymbolDirectory
     from engine.metrics import Metrics
     from engine.model import BookCommand, Fire, Tick
     from engine.quarantine import Quarantine
@@ -95,6 +96,7 @@ async def _serve(data_dir: Path) -> None:
             metrics=metrics,
             book=book,
             quarantine=quarantine,
+            symbols=SymbolDirectory.for_config(registry, config, metrics),
         )
         settle_heap()  # as the engine does once loaded
         async with trio.open_nursery() as nursery:

@@ -142,6 +142,7 @@ async def run_engine(
                 metrics=metrics,
                 book=book,
                 quarantine=quarantine,
+                symbols=symbols,
             )
             http_port = await nursery.start(run_web, web)
             log.info("triggerbook ready on http://%s:%d", config.http.host, http_port)

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from engine import limits
@@ -51,7 +51,12 @@ decimals = st.one_of(
         ]
     ),
 )
+in_range = st.decimals(
+    min_value=limits.MIN_PRICE, max_value=limits.MAX_PRICE, places=limits.PRICE_FRACTION_DIGITS
+)
 prices = st.one_of(
+    in_range.map(lambda d: format(d, "f")),  # valid, as a string and as a JSON number
+    in_range.map(lambda d: ("number", format(d, "f"))),
     decimals.map(lambda d: format(d, "f")),  # a string in plain notation
     decimals.map(str),  # a string, maybe with an exponent (refused: not plain notation)
     decimals.map(lambda d: ("number", str(d))),  # a raw JSON number, exactly as written
@@ -118,7 +123,7 @@ def _in_book(engine: Engine, alerts: list[dict[str, Any]]) -> None:
 
 
 @settings(
-    max_examples=6,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -138,6 +143,7 @@ async def test_every_accepted_create_is_held_survives_a_restart_and_fires(
                 async with httpx.AsyncClient(base_url=base) as client:
                     headers = await login(client, "prop")
                     accepted = await _create_all(client, headers, cases)
+                    event(f"accepted {min(len(accepted), 3)}+ of {min(len(cases), 3)}+")
                 _in_book(engine, accepted)
                 nursery.cancel_scope.cancel()
             await server.wait_until(lambda: not server.live)

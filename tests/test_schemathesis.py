@@ -2,11 +2,12 @@
 
 ``run_engine`` starts what ``triggerbook run`` starts (the real store on its own database, the
 real book, the fire recorder, the web) with the Binance feed on a local exchange server
-(``engine.feeds.testing``) and no REST source, so nothing leaves the machine. A user registers
-and logs in, and one BTCUSDT trade makes that price known (the historic clients send no symbol
-and no direction: BTCUSDT, inferred). schemathesis then runs its examples, coverage and fuzzing
-phases with that bearer token, a fixed seed and a bounded number of cases, and checks every
-answer:
+(``engine.feeds.testing``) and a local Binance REST server that quotes a price for any symbol
+and publishes no list of symbols (so every well-spelt symbol is accepted, unverified, and a
+create without a direction has it inferred from that price), so nothing leaves the machine. A
+user registers and logs in, and one BTCUSDT trade makes that price known on the feed too.
+schemathesis then runs its examples, coverage and fuzzing phases with that bearer token, a fixed
+seed and a bounded number of cases, and checks every answer:
 
 - ``not_a_server_error``: no 5xx;
 - ``status_code_conformance``, ``content_type_conformance``, ``response_schema_conformance``:
@@ -35,7 +36,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -45,7 +46,12 @@ import trio_asyncio
 
 from engine.app import Engine, run_engine
 from engine.feeds.registry import load_registry
-from engine.feeds.testing import ExchangeServer, read_binance_request, serve_exchange
+from engine.feeds.testing import (
+    ExchangeServer,
+    read_binance_request,
+    serve_exchange,
+    serve_rest,
+)
 from web.state import WebSettings
 
 pytestmark = pytest.mark.slow
@@ -59,7 +65,7 @@ CHECKS = (
     "negative_data_rejection",
 )
 PHASES = "examples,coverage,fuzzing"
-EXAMPLES = int(os.environ.get("ST_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("ST_EXAMPLES", "100"))
 SEED = int(os.environ.get("ST_SEED", "20261125"))
 BUDGET_S = 170.0  # the engine's start, the run and the report; the run itself is bounded by cases
 PASSWORD = "correct horse battery"
@@ -96,6 +102,12 @@ ST_CONFIG = """
 [checks.negative_data_rejection]
 expected-statuses = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429, "5xx"]
 """
+
+
+def _ticker_price(target: str) -> tuple[int, bytes]:
+    """Binance's ``GET /api/v3/ticker/price?symbol=X``, quoting 100 for any symbol."""
+    symbol = parse_qs(urlsplit(target).query).get("symbol", [""])[0]
+    return 200, json.dumps({"symbol": symbol, "price": "100.00000000"}).encode()
 
 
 def _trade(symbol: str, price: str, trade_id: int) -> str:
@@ -166,12 +178,16 @@ async def test_schemathesis_finds_nothing(
         str(tmp_path / "report"),
     ]
     with trio.fail_after(BUDGET_S):
-        async with serve_exchange(read_binance_request) as server, trio.open_nursery() as nursery:
+        async with (
+            serve_exchange(read_binance_request) as server,
+            serve_rest({"/api/v3/ticker/price": _ticker_price}) as rest,
+            trio.open_nursery() as nursery,
+        ):
             config_file = tmp_path / "config.toml"
             config_file.write_text(
                 f'[http]\nport = 0\n[database]\nurl = "{database}"\n'
                 f'data_dir = "{tmp_path / "pg"}"\n[auth]\nsecret = "{"s" * 48}"\n'
-                f'[feeds.binance]\nurl = "{server.url}"\nrest_url = ""\n'
+                f'[feeds.binance]\nurl = "{server.url}"\nrest_url = "{rest.url}"\n'
                 "[sinks.console]\nenabled = false\n"
             )
             config = registry.load_config(config_file, environ={})

@@ -129,8 +129,8 @@ _REFRESH = {
     **problems(400, 401, 413, 415, 422),
 }
 _PAGE = (
-    Param("page", {"type": "integer", "minimum": 1}, "1-based page number"),
-    Param("page_size", {"type": "integer", "minimum": 1}, "default 10, capped at 100"),
+    Param("page", v.page_schema(), "1-based page number"),
+    Param("page_size", v.PAGE_SIZE_SCHEMA, "default 10, capped at 100"),
 )
 _USERS = {**ok(200, "a page of users", ref("UserList")), **problems(401, 403, 422)}
 

@@ -17,6 +17,7 @@ from quart import Response, request
 
 from engine import limits
 from engine.errors import NotFound, ValidationFailed
+from engine.feeds.symbols import SymbolCheck
 from engine.model import Alert, AlertStatus, Direction, RemoveTrigger
 from web import markets
 from web import validation as v
@@ -34,9 +35,7 @@ if TYPE_CHECKING:
     from web.server import WebContext
 
 CREATE = "AlertCreate"
-LEGACY_CREATE = "LegacyAlertCreate"
 LEGACY_SYMBOL = "BTCUSDT"  # the historic clients tracked BTC only and sent no symbol
-LEGACY_PRICE_FIELDS = ("price", "trigger_value")
 MAX_ID = 2**63 - 1
 LIST_QUERY = ("status", "symbol", "exchange", "page", "page_size")
 DIRECTION = v.Choice(
@@ -47,39 +46,38 @@ DIRECTION = v.Choice(
 )
 
 
-def create_body(ctx: WebContext, name: str = CREATE, legacy: bool = False) -> v.Body:
+def create_body(ctx: WebContext) -> v.Body:
     """The rules of a create body for the exchanges this server feeds (built once per app)."""
     optional: dict[str, v.Rule] = {
         "direction": DIRECTION,
         "exchange": markets.exchange_rule(ctx),
         "name": v.NAME,
     }
-    if legacy:
-        optional = {
-            "symbol": markets.SYMBOL_TEXT,
-            "target_price": v.PRICE,
-            **{f: v.PRICE for f in LEGACY_PRICE_FIELDS},
-            **optional,
-        }
-        return v.Body(
-            name,
-            {},
-            optional,
-            "the historic body: one of target_price, price or trigger_value; symbol defaults "
-            "to BTCUSDT",
-        )
-    return v.Body(name, {"symbol": markets.SYMBOL_TEXT, "target_price": v.PRICE}, optional)
+    return v.Body(
+        CREATE,
+        {"symbol": markets.SYMBOL_TEXT, "target_price": v.PRICE},
+        optional,
+        conditions=markets.symbol_conditions(ctx, ("symbol",)),
+    )
 
 
-def alert_view(alert: Alert, state: State | None = None) -> dict[str, Any]:
+def alert_view(alert: Alert, state: State) -> dict[str, Any]:
     """An alert as the API shows it to its owner.
 
-    ``problem`` says why a live alert may not fire as asked (the engine set it aside, see
-    ``engine/quarantine.py``), or is null.
+    ``symbol_status`` is what the exchange's own list of traded symbols says of the symbol now
+    (``listed``, ``unlisted``, or ``unverified`` when no list can be had); ``problem`` says why a
+    live alert may not fire as asked (the engine set it aside, see ``engine/quarantine.py``, or
+    the exchange refused to stream its symbol), or is null. ``triggered_at`` is when the engine
+    fired; ``tick_time`` the exchange's own time of the tick that fired it, when it sent one.
     """
+    ctx = state.ctx
     problem = None
-    if state is not None and alert.status is AlertStatus.CREATED:
-        problem = state.ctx.quarantine.reason_for(alert.id)
+    if alert.status is AlertStatus.CREATED:
+        problem = ctx.quarantine.reason_for(alert.id)
+        if problem is None:
+            refused = ctx.feed_states.rejection(alert.exchange, alert.symbol)
+            if refused is not None:
+                problem = f"{alert.exchange} refused to stream {alert.symbol}: {refused}"
     return {
         "id": alert.id,
         "symbol": alert.symbol,
@@ -92,6 +90,8 @@ def alert_view(alert: Alert, state: State | None = None) -> dict[str, Any]:
         "triggered_at": alert.triggered_at,
         "triggered_price": plain(alert.triggered_price),
         "deleted_at": alert.deleted_at,
+        "tick_time": alert.tick_time,
+        "symbol_status": ctx.symbols.lookup(alert.exchange, alert.symbol).value,
         "problem": problem,
     }
 
@@ -102,13 +102,14 @@ async def _direction(
     if given is not None:
         return Direction(given)
     tick = state.ctx.prices.get(exchange, symbol)
-    if tick is None:
+    last = tick.price if tick is not None else await state.ctx.symbols.rest_price(exchange, symbol)
+    if last is None:
         raise ValidationFailed(
             f"no price is known yet for {symbol} on {exchange}; send a direction "
             "('above' or 'below')",
             field="direction",
         )
-    return Direction.ABOVE if target >= tick.price else Direction.BELOW
+    return Direction.ABOVE if target >= last else Direction.BELOW
 
 
 async def parse_create(state: State, user_id: int, fields: dict[str, Any]) -> Row:
@@ -116,6 +117,11 @@ async def parse_create(state: State, user_id: int, fields: dict[str, Any]) -> Ro
     :class:`ValidationFailed` naming the field."""
     exchange = markets.exchange_of(state.ctx, fields.get("exchange"))
     symbol = markets.symbol_on(state.ctx, exchange, fields["symbol"])
+    if state.ctx.symbols.lookup(exchange, symbol) is SymbolCheck.UNLISTED:
+        raise ValidationFailed(
+            f"{symbol} is not listed on {exchange} (its own list of traded symbols)",
+            field="symbol",
+        )
     target = fields["target_price"]
     direction = await _direction(state, fields.get("direction"), exchange, symbol, target)
     return (user_id, exchange, symbol, target, direction, fields.get("name", "").strip())
@@ -137,25 +143,6 @@ async def create_alert(state: State, user_id: int) -> Response:
     fields = state.bodies[CREATE].clean(await read_json(state.settings.max_body))
     alert = await create(state, user_id, fields)
     return json_response(state, alert_view(alert, state), 201)
-
-
-async def create_alert_legacy(state: State, user_id: int) -> Response:
-    """The historic body: ``price`` or ``trigger_value`` name the target; BTCUSDT by default."""
-    fields = state.bodies[LEGACY_CREATE].clean(await read_json(state.settings.max_body))
-    given = [f for f in ("target_price", *LEGACY_PRICE_FIELDS) if f in fields]
-    if not given:
-        raise ValidationFailed("target_price (or price, trigger_value) is required", "target_price")
-    if len(given) > 1:
-        raise ValidationFailed(f"send one of {', '.join(given)}, not several", field=given[1])
-    field = given[0]
-    clean = {k: val for k, val in fields.items() if k not in LEGACY_PRICE_FIELDS}
-    clean["target_price"] = fields[field]
-    clean.setdefault("symbol", LEGACY_SYMBOL)
-    alert = await create(state, user_id, clean)
-    view = alert_view(alert, state)
-    if field != "target_price":
-        view[field] = plain(alert.target_price)
-    return json_response(state, view, 201)
 
 
 def _alert_id(alert_id: int) -> int:
@@ -185,6 +172,7 @@ async def delete_alert(state: State, user_id: int, alert_id: int) -> Response:
             raise NotFound("no such alert")
         if before.status is AlertStatus.CREATED and alert.status is AlertStatus.DELETED:
             await state.ctx.commands.send(RemoveTrigger(alert.id))
+            state.ctx.quarantine.forget(alert.id)
             message = "alert deleted"
         else:
             message = f"alert was already {alert.status.value}; nothing changed"
@@ -214,11 +202,7 @@ async def alert_page(
         exchange = state.bodies[CREATE].optional["exchange"].clean(query["exchange"], "exchange")
     symbols: list[str] | None = None
     if "symbol" in query:
-        symbols = (
-            [markets.symbol_on(state.ctx, exchange, query["symbol"])]
-            if exchange
-            else markets.spellings(state.ctx, query["symbol"])
-        )
+        symbols = markets.spellings(state.ctx, query["symbol"], exchange)
     if status is None and symbols is None and exchange is None:
         # the common case, read with other owners' pages in one statement (web/batcher.py)
         count, alerts = await state.lists.page(user_id, size, (page - 1) * size)
@@ -276,7 +260,6 @@ _LIST = {**ok(200, "a page of alerts, newest first", ref("AlertList")), **proble
 def routes(ctx: WebContext) -> list[Route]:
     """The alert routes, canonical first, then the historic aliases."""
     create_rules = create_body(ctx)
-    legacy_rules = create_body(ctx, LEGACY_CREATE, legacy=True)
     list_query = list_params(ctx)
     return [
         Route(
@@ -312,16 +295,6 @@ def routes(ctx: WebContext) -> list[Route]:
             delete_alert,
             "Soft-delete one of your alerts",
             responses=_DELETE,
-        ),
-        Route(
-            "POST",
-            "/api/alerts/create/",
-            "/api/alerts/create/",
-            create_alert_legacy,
-            "Create an alert (historic route and body)",
-            body=legacy_rules,
-            responses=_CREATE_RESPONSES,
-            alias_of="POST /api/alerts",
         ),
         Route(
             "GET",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, request
 
 from engine.errors import ValidationFailed
-from web import accounts, alerts
+from web import accounts, alerts, markets
 from web import validation as v
 from web.spec import COMPONENTS, STR, Param, Route, Schema, ok, page_of, problems, ref
 from web.state import State, json_response, read_json
@@ -69,6 +69,7 @@ def seed_body(ctx: WebContext) -> SeedBody:
         "every seed client's create body: the target as exactly one of "
         f"{', '.join(TARGETS)}; the symbol as symbol or cryptocurrency (default "
         f"{alerts.LEGACY_SYMBOL}); status, when sent, must be 'created'",
+        conditions=markets.symbol_conditions(ctx, SYMBOLS),
     )
 
 
@@ -106,13 +107,21 @@ async def create_alert(state: State, user_id: int) -> Response:
 
 
 async def list_alerts(state: State, user_id: int) -> Response:
-    """The canonical list; ``cryptocurrency`` filters like ``symbol``."""
+    """The canonical list; ``cryptocurrency`` filters like ``symbol`` (both given: both apply,
+    so two different symbols list nothing)."""
     query = request.args.to_dict(flat=True)
+    disjoint = False
     if "cryptocurrency" in query:
+        crypto = query.pop("cryptocurrency")
         if "symbol" in query:
-            raise ValidationFailed("send symbol or cryptocurrency, not both", field="symbol")
-        query["symbol"] = query.pop("cryptocurrency")
+            given = query.get("exchange")
+            ours = markets.spellings(state.ctx, query["symbol"], given)
+            disjoint = set(markets.spellings(state.ctx, crypto, given)).isdisjoint(ours)
+        else:
+            query["symbol"] = crypto
     payload = await alerts.alert_page(state, user_id, query, request.base_url)
+    if disjoint:
+        payload = {"count": 0, "next": None, "previous": None, "results": []}
     payload["results"] = [seed_view(view, user_id) for view in payload["results"]]
     return json_response(state, payload)
 

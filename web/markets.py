@@ -23,15 +23,12 @@ if TYPE_CHECKING:
     from web.server import WebContext
 
 DEFAULT_EXCHANGE = "binance"
-# What any exchange's user-given spelling is made of (letters, digits and the separators the
-# exchanges' normalisers read); each exchange then checks its own spelling.
-SYMBOL_INPUT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9/_:.-]*$"
+# A symbol as text; each exchange then reads its own spelling (``FeedRegistry.symbol_pattern``,
+# stated per exchange in the document by :func:`symbol_conditions`).
 SYMBOL_TEXT = v.Text(
     limits.SYMBOL_MAX,
     1,
-    SYMBOL_INPUT_PATTERN,
-    f"1-{limits.SYMBOL_MAX} letters, digits and / _ : . - (each exchange spells its own)",
-    f"must be 1-{limits.SYMBOL_MAX} letters, digits, '/', '_', ':', '.' or '-'",
+    description=f"1-{limits.SYMBOL_MAX} characters, spelt the way the exchange reads symbols",
 )
 
 
@@ -50,6 +47,33 @@ def alert_exchanges(ctx: WebContext) -> list[str]:
             names.update(registry.names())
         names.update(source.provides)
     return sorted(names & set(registry.names()))
+
+
+def symbol_conditions(ctx: WebContext, fields: tuple[str, ...]) -> tuple[v.Schema, ...]:
+    """The document's statement of "a symbol is spelt its exchange's way": for each exchange an
+    alert may name, ``if exchange is E then each of fields matches E's pattern`` (and the
+    default exchange's pattern when none is named; or ``exchange`` required when the default
+    has no enabled feed). The handler checks the same through :func:`symbol_on`."""
+    names = alert_exchanges(ctx)
+
+    def spelt(exchange: str) -> v.Schema:
+        pattern = ctx.feeds.symbol_pattern(exchange)
+        return {"properties": {f: {"pattern": pattern} for f in fields}}
+
+    conditions: list[v.Schema] = [
+        {
+            "if": {"properties": {"exchange": {"const": name}}, "required": ["exchange"]},
+            "then": spelt(name),
+        }
+        for name in names
+    ]
+    if DEFAULT_EXCHANGE in names:
+        conditions.append(
+            {"if": {"not": {"required": ["exchange"]}}, "then": spelt(DEFAULT_EXCHANGE)}
+        )
+    else:
+        conditions.append({"required": ["exchange"]})
+    return tuple(conditions)
 
 
 def exchange_rule(ctx: WebContext) -> v.Choice:
@@ -87,27 +111,26 @@ def symbol_on(ctx: WebContext, exchange: str, text: str) -> str:
     text = SYMBOL_TEXT.clean(text, "symbol")
     try:
         normal = ctx.feeds.normalise(exchange, text)
-    except (KeyError, ValueError) as exc:
-        reason = f": {exc}" if isinstance(exc, ValueError) and str(exc) else ""
-        raise ValidationFailed(
-            f"{text!r} is not a symbol {exchange} can spell{reason}", field="symbol"
-        ) from None
+    except KeyError:
+        raise ValidationFailed(f"{exchange} is not a loaded exchange", field="exchange") from None
+    except ValueError as exc:  # the exchange's own words: "'xbt' is not a symbol of kraken: ..."
+        raise ValidationFailed(str(exc), field="symbol") from None
     problem = limits.text_problem(normal, limits.SYMBOL_MAX)
     if problem is not None or not normal:
         raise ValidationFailed(f"{text!r} is not a symbol {exchange} can spell", field="symbol")
     return normal
 
 
-def spellings(ctx: WebContext, text: str) -> list[str]:
+def spellings(ctx: WebContext, text: str, exchange: str | None = None) -> list[str]:
     """Every spelling ``text`` has on the exchanges an alert may name (for a filter given no
-    exchange: ``sol-usdt`` is ``SOLUSDT`` on Binance and ``SOL-USDT`` on Coinbase). Empty when
-    no exchange can spell it (no alert can have it); a 422 naming ``symbol`` only when it is not
-    a symbol's spelling at all."""
+    exchange: ``sol-usdt`` is ``SOLUSDT`` on Binance and ``SOL-USDT`` on Coinbase), or on
+    ``exchange`` alone when given. Empty when no exchange can spell it (no alert can have it); a
+    422 naming ``symbol`` only when it is not a symbol's spelling at all."""
     text = SYMBOL_TEXT.clean(text, "symbol")
     found: list[str] = []
-    for exchange in alert_exchanges(ctx):
+    for name in [exchange] if exchange else alert_exchanges(ctx):
         try:
-            normal = symbol_on(ctx, exchange, text)
+            normal = symbol_on(ctx, name, text)
         except ValidationFailed:
             continue
         if normal not in found:

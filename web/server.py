@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from engine.config import Config
     from engine.feeds.registry import FeedRegistry
     from engine.feeds.status import FeedStates
+    from engine.feeds.symbols import SymbolDirectory
     from engine.metrics import Metrics
     from engine.model import BookCommand
     from engine.quarantine import Quarantine
@@ -47,6 +48,7 @@ class WebContext:
     metrics: Metrics
     book: TriggerBook
     quarantine: Quarantine
+    symbols: SymbolDirectory
 
 
 def hypercorn_config(host: str, port: int, grace_s: float) -> HypercornConfig:

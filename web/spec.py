@@ -128,6 +128,16 @@ COMPONENTS: dict[str, Schema] = {
             "triggered_at": nullable(TIME),
             "triggered_price": nullable(DECIMAL),
             "deleted_at": nullable(TIME),
+            "tick_time": {
+                **nullable(TIME),
+                "description": "the exchange's time of the tick that fired it, when it sent one",
+            },
+            "symbol_status": {
+                "type": "string",
+                "enum": ["listed", "unlisted", "unverified"],
+                "description": "what the exchange's list of traded symbols says of the symbol "
+                "now; unverified when no list can be had",
+            },
             "problem": {
                 "type": ["string", "null"],
                 "description": "why this live alert may not fire as asked (set aside by the "

@@ -347,6 +347,9 @@ class Body:
     required: Mapping[str, Rule]
     optional: Mapping[str, Rule] = field(default_factory=dict)
     description: str = ""
+    # Rules that tie one field to another (``if``/``then`` schemas, e.g. a symbol's spelling by
+    # its exchange); checked by the handler, stated here for the document.
+    conditions: tuple[Schema, ...] = ()
 
     def clean(self, body: Mapping[str, Any]) -> dict[str, Any]:
         check_fields(body, required=self.required, optional=self.optional)
@@ -364,6 +367,8 @@ class Body:
         }
         if self.description:
             schema["description"] = self.description
+        if self.conditions:
+            schema["allOf"] = list(self.conditions)
         return schema
 
 

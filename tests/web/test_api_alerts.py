@@ -256,7 +256,8 @@ async def test_list_filters_and_pagination(api: Any) -> None:
             ("page=x", "page"),
             ("page_size=0", "page_size"),
             ("status=active", "status"),
-            ("symbol=a%20b", "symbol"),
+            ("symbol=a%00b", "symbol"),
+            (f"symbol={'A' * 33}", "symbol"),
             ("exchange=nyse", "exchange"),
             ("cryptocurrency=BTC", "cryptocurrency"),
         ]:

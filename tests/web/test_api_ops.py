@@ -37,8 +37,10 @@ async def test_prices(api: Any) -> None:
         assert r.status_code == 404
         r = await api.client.get("/api/prices/BTCUSDT?exchange=nyse", headers=h)
         assert r.status_code == 422 and r.json()["field"] == "exchange"
-        r = await api.client.get("/api/prices/BTC%20USDT", headers=h)
+        r = await api.client.get(f"/api/prices/{'A' * 33}", headers=h)
         assert r.status_code == 422 and r.json()["field"] == "symbol"
+        r = await api.client.get("/api/prices/BTC%20USDT", headers=h)  # no Binance spelling
+        assert r.status_code == 404
         r = await api.client.get("/api/prices?x=1", headers=h)
         assert r.status_code == 422
         assert (await api.client.get("/api/prices")).status_code == 401

@@ -118,7 +118,7 @@ async def test_a_failed_write_is_answered_like_the_app(
     kind: str,
     level: str,
 ) -> None:
-    async def failing(rows: Any) -> Any:
+    async def failing(rows: Any, **limits: Any) -> Any:
         raise error
 
     with trio.fail_after(30):
