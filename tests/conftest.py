@@ -48,6 +48,27 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_dir() -> Iterator[Path]:
+    """A data dir for an embedded server of the test's own (one it may stop and start); any
+    server still running in it is killed afterwards. Outside pytest's basetemp, whose root each
+    new pytest session resets to 0700, which the server (run as another user when we are root)
+    could then not traverse."""
+    import shutil
+    import tempfile
+
+    from engine.store import embedded
+
+    parent = Path(tempfile.mkdtemp(prefix="triggerbook-test-"))
+    path = parent / "pg"
+    try:
+        yield path
+    finally:
+        for proc in embedded.postgres_processes(path):
+            proc.kill()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
 def fresh_database(pg_url: str) -> Callable[[], Awaitable[str]]:
     """A factory of empty databases on the session's server: ``url = await fresh_database()``
     (inside a Trio test; each call makes a new one, e.g. one per Hypothesis example)."""

@@ -15,8 +15,9 @@ queues anyone. A connection goes back to the pool without asyncpg's reset query 
 
 Cancellation: cancelling the Trio caller cancels that asyncio task; asyncpg then cancels the
 running statement on the server, and the pool resets the connection on release (or closes it if
-the reset fails). The Trio side returns only once that is done, so a cancelled call never leaves a
-connection half-used.
+the reset fails or takes over ``RELEASE_TIMEOUT_S``: a frozen server never answers the cancel).
+The Trio side returns only once that is done, so a cancelled call never leaves a connection
+half-used, and returns within ``RELEASE_TIMEOUT_S`` whatever the server does.
 
 Errors: a lost connection, a server that is shutting down or unreachable becomes
 :class:`StoreUnavailable` (retryable). Values the database refuses become
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+RELEASE_TIMEOUT_S = 1.0  # how long a used connection may take to be made reusable
 
 # The server went away, is shutting down or cannot be reached: try again later.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -153,8 +156,14 @@ class Bridge:
     async def _with_connection(
         self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> T:
-        async with self._pool.acquire() as con:
+        con = await self._pool.acquire()
+        try:
             return await fn(con, *args, **kwargs)
+        finally:
+            # Bounded: a cancelled statement is cancelled on the server by a request to the
+            # postmaster, and a server that has stopped answering (frozen, partitioned) never
+            # acknowledges it; past the bound the connection is dropped instead of reused.
+            await self._pool.release(con, timeout=RELEASE_TIMEOUT_S)
 
     @property
     def size(self) -> int:

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import trio_asyncio
-
-from engine.store import embedded
 
 
 def with_database(url: str, name: str) -> str:
@@ -48,18 +43,3 @@ async def aio_loop() -> AsyncIterator[trio_asyncio.TrioEventLoop]:
     """A trio_asyncio loop open for the whole test (what the engine opens in its root)."""
     async with trio_asyncio.open_loop() as loop:
         yield loop
-
-
-@pytest.fixture
-def pg_dir() -> Iterator[Path]:
-    """A data dir for an embedded server of the test's own; any server still running in it is
-    killed afterwards. Outside pytest's basetemp, whose root each new pytest session resets to
-    0700, which the server (run as another user when we are root) could then not traverse."""
-    parent = Path(tempfile.mkdtemp(prefix="triggerbook-test-"))
-    path = parent / "pg"
-    try:
-        yield path
-    finally:
-        for proc in embedded.postgres_processes(path):
-            proc.kill()
-        shutil.rmtree(parent, ignore_errors=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+import trio_asyncio
 
 from engine.errors import ApiError
+from tests.web.conftest import start_api
 from web import problems
 from web.app import all_routes
 
@@ -70,25 +73,59 @@ async def test_health_and_readiness(api: Any) -> None:
         assert r.json()["checks"]["feeds"][enabled[0]]["connected"] is True
 
 
-async def test_readiness_reports_an_unreachable_database(api: Any, monkeypatch: Any) -> None:
-    from engine.errors import StoreUnavailable
+async def test_readiness_follows_the_real_database(
+    pg_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/readyz with the test's own Postgres: answering, stopped, frozen (SIGSTOP: it takes the
+    connection and never answers), and back."""
+    from engine.config import DatabaseConfig
+    from engine.store import embedded, open_store
 
-    async def down() -> None:
-        raise StoreUnavailable("connection refused")
+    monkeypatch.setattr("web.ops.READY_TIMEOUT_S", 0.5)
+    server = await trio.to_thread.run_sync(embedded.start, pg_dir)
+    config = DatabaseConfig(url=server.uri, data_dir=Path("unused"), start_timeout_s=10.0)
+    try:
+        with trio.fail_after(60):
+            async with (
+                trio_asyncio.open_loop(),
+                open_store(config, pool_size=2) as store,
+                trio.open_nursery() as nursery,
+                start_api(store, nursery, tmp_path) as api,
+            ):
+                for name in api.ctx.config.enabled_feeds():
+                    api.ctx.feed_states.get(name)
+                assert (await api.client.get("/readyz")).status_code == 200
 
-    async def hangs() -> None:
-        await trio.sleep_forever()
+                await trio.to_thread.run_sync(server.stop)
+                r = await api.client.get("/readyz")
+                assert r.status_code == 503 and "database unreachable" in r.json()["detail"]
+                assert r.json()["checks"]["database"]["ok"] is False
 
-    with trio.fail_after(20):
-        for name in api.ctx.config.enabled_feeds():
-            api.ctx.feed_states.get(name)
-        monkeypatch.setattr(api.ctx.store, "ping", down)
+                server = await trio.to_thread.run_sync(embedded.start, pg_dir)
+                r = await _ready_again(api)
+                frozen = embedded.postgres_processes(pg_dir)
+                for proc in frozen:
+                    proc.suspend()
+                try:
+                    with trio.fail_after(5):  # bounded, whatever the frozen server does
+                        r = await api.client.get("/readyz")
+                    assert r.status_code == 503 and r.json()["detail"].startswith("database ")
+                finally:
+                    for proc in frozen:
+                        proc.resume()
+                await _ready_again(api)
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(server.stop)
+
+
+async def _ready_again(api: Any) -> Any:
+    while True:
         r = await api.client.get("/readyz")
-        assert r.status_code == 503 and "database unreachable" in r.json()["detail"]
-        monkeypatch.setattr("web.ops.READY_TIMEOUT_S", 0.2)
-        monkeypatch.setattr(api.ctx.store, "ping", hangs)
-        r = await api.client.get("/readyz")
-        assert r.status_code == 503 and "no answer" in r.json()["detail"]
+        if r.status_code == 200:
+            return r
+        await trio.sleep(0.05)
 
 
 async def test_metrics(api: Any) -> None:
