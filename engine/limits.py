@@ -91,10 +91,17 @@ def price_problem(value: Decimal) -> str | None:
 
 
 def tick_problem(price: Decimal, exchange_time_ms: int) -> str | None:
-    """Why a tick cannot be used (matched and recorded), or None when it can."""
-    reason = price_problem(price)
-    if reason is not None:
-        return f"price {reason}"
+    """Why a tick cannot be used (matched and recorded), or None when it can.
+
+    A tick's price is in ``[MIN_PRICE, MAX_PRICE]`` at any precision: the book compares it
+    exactly with every target however many digits it has (a Binance mid price may have one more
+    than its bid and ask), and Postgres stores it as it is. Its time is in
+    ``0..TICK_TIME_MAX_MS`` (0: none sent).
+    """
+    if not isinstance(price, Decimal) or not price.is_finite():
+        return "price is not a finite number"
+    if not MIN_PRICE <= price <= MAX_PRICE:
+        return f"price {price} is outside {MIN_PRICE}..{MAX_PRICE}"
     if not 0 <= exchange_time_ms <= TICK_TIME_MAX_MS:
         return f"time {exchange_time_ms} ms is outside 0..{TICK_TIME_MAX_MS}"
     return None

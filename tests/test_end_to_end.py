@@ -9,17 +9,13 @@ the database and subscribes again.
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 import pytest
 import trio
-import trio_asyncio
 
 from engine.app import Engine, run_engine
 from engine.config import Config
@@ -46,21 +42,9 @@ def trade(symbol: str, price: str, trade_id: int) -> str:
 
 
 @pytest.fixture
-async def database(pg_url: str) -> AsyncIterator[str]:
+async def database(fresh_database: Callable[[], Awaitable[str]]) -> str:
     """A database of its own on the session's server, so the engine starts from empty tables."""
-    name = f"e2e_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        con = await asyncpg.connect(pg_url)
-        try:
-            await con.execute(sql)
-        finally:
-            await con.close()
-
-    async with trio_asyncio.open_loop():
-        await trio_asyncio.aio_as_trio(admin)(f"CREATE DATABASE {name}")
-    parts = urlsplit(pg_url)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
+    return await fresh_database()
 
 
 def engine_config(tmp_path: Path, database: str, server: ExchangeServer) -> Config:

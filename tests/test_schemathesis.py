@@ -33,16 +33,13 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
-import asyncpg
 import httpx
 import pytest
 import trio
-import trio_asyncio
 
 from engine.app import Engine, run_engine
 from engine.feeds.registry import load_registry
@@ -72,20 +69,9 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-async def database(pg_url: str) -> AsyncIterator[str]:
-    """A database of its own on the session's server: the engine starts from empty tables."""
-    name = f"st_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql: str) -> None:
-        con = await asyncpg.connect(pg_url)
-        try:
-            await con.execute(sql)
-        finally:
-            await con.close()
-
-    async with trio_asyncio.open_loop():
-        await trio_asyncio.aio_as_trio(admin)(f"CREATE DATABASE {name}")
-    yield urlunsplit(urlsplit(pg_url)._replace(path=f"/{name}"))
+async def database(fresh_database: Callable[[], Awaitable[str]]) -> str:
+    """A database of its own on the session's server, so the engine starts from empty tables."""
+    return await fresh_database()
 
 
 def _schemathesis() -> str:

@@ -65,7 +65,7 @@ from engine.feeds.exchange import Exchange
 from engine.feeds.registry import FeedRegistry
 from engine.feeds.source import FeedSource
 from engine.feeds.status import FeedState, FeedStates
-from engine.limits import MAX_PRICE, MIN_PRICE, PRICE_FRACTION_DIGITS, TICK_TIME_MAX_MS
+from engine.limits import MAX_PRICE, MIN_PRICE, TICK_TIME_MAX_MS
 from engine.metrics import Metrics
 from engine.model import Tick
 
@@ -594,11 +594,10 @@ class _Session:
         tasks acts last on a burst releases it. A closing connection releases what it holds
         before the error ends the session.
 
-        The range check is inline: a tick whose price is a Decimal within the limits with at
-        most ``PRICE_FRACTION_DIGITS`` fractional digits (``round`` keeps it; it raises for a
-        price of more digits than the context holds) and whose time is in range passes at the
-        cost of a few comparisons; anything else sends the frame's ticks through
-        :meth:`ExchangeFeed.in_range`, which applies ``limits.tick_problem`` itself.
+        The range check is inline: a tick whose price is a Decimal within the limits (any
+        precision) and whose time is in range passes at the cost of a few comparisons; anything
+        else sends the frame's ticks through :meth:`ExchangeFeed.in_range`, which applies
+        ``limits.tick_problem`` itself.
         """
         assert self.ws is not None and self.stream is not None
         get_message = self.ws.get_message
@@ -612,7 +611,7 @@ class _Session:
         slack_ns = int(min(1.0, stale / 10) * 1e9)
         pushed_ns = 0
         in_range = self.feed.in_range
-        lo, hi, digits, time_max = MIN_PRICE, MAX_PRICE, PRICE_FRACTION_DIGITS, TICK_TIME_MAX_MS
+        lo, hi, time_max = MIN_PRICE, MAX_PRICE, TICK_TIME_MAX_MS
         with self.stale_scope:
             self.touch()
             while True:
@@ -638,7 +637,6 @@ class _Session:
                             type(price) is Decimal
                             and lo <= price <= hi
                             and 0 <= tick.exchange_time_ms <= time_max
-                            and round(price, digits) == price
                         ):
                             continue
                     except (ArithmeticError, TypeError):

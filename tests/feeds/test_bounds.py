@@ -49,7 +49,7 @@ def skipped(metrics: Metrics, exchange: str) -> float:
         (Decimal("1E+30"), 1, False),
         (Decimal("1E-19"), 1, False),
         (Decimal("0.0000000000000000001"), 1, False),
-        (Decimal("1.0000000000000000001"), 1, False),
+        (Decimal("1.0000000000000000001"), 1, True),  # any precision in range (a mid price)
         (Decimal("NaN"), 1, False),
         (Decimal("-1"), 1, False),
         (Decimal(1), FAR_TIME, False),

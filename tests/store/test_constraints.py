@@ -72,12 +72,16 @@ async def test_target_prices_follow_the_limits(store: Store) -> None:
 
 
 async def test_triggered_prices_follow_the_limits(store: Store) -> None:
+    """A tick's price (hence a triggered price) is in the range at any precision."""
+    finer = Decimal(1) + STEP / 10
     with trio.fail_after(20):
         owner = await store.create_user("alice", "a@example.com", "h")
-        for price in GOOD_PRICES:
+        for price in [*GOOD_PRICES, finer]:
+            assert limits.tick_problem(price, 0) is None
             await _fire_at(store, await _insert(store, owner.id), price)
         alert_id = await _insert(store, owner.id)
-        for price in BAD_PRICES:
+        for price in (p for p in BAD_PRICES if p != finer):
+            assert limits.tick_problem(price, 0) is not None
             with pytest.raises(StoreRefused, match="CheckViolation"):
                 await _fire_at(store, alert_id, price)
                 pytest.fail(f"triggered price {price} accepted")

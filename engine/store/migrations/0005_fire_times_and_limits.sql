@@ -7,8 +7,9 @@ ALTER TABLE alerts ADD COLUMN tick_time timestamptz NULL;
 
 -- The ranges, stated in engine/limits.py and tied to it by tests/store/test_constraints.py
 -- (which tries every number here at its boundary and one step past it):
---   a price is in [MIN_PRICE, MAX_PRICE] = [1E-18, 999999999999999999.999999999999999999] and
---   a multiple of 1E-18 (PRICE_FRACTION_DIGITS = 18; NaN and infinities are outside the range);
+--   a price is in [MIN_PRICE, MAX_PRICE] = [1E-18, 999999999999999999.999999999999999999] (NaN
+--   and infinities are outside the range); a target is also a multiple of 1E-18
+--   (PRICE_FRACTION_DIGITS = 18), a tick's price may have any precision (limits.tick_problem);
 --   a name has at most NAME_MAX = 200 characters, a symbol at most SYMBOL_MAX = 32.
 --
 -- NOT VALID: a row stored before this migration is not checked, so it cannot stop the
@@ -27,7 +28,6 @@ ALTER TABLE alerts
     ) NOT VALID,
     ADD CONSTRAINT alerts_triggered_price_limits CHECK (
         triggered_price BETWEEN 0.000000000000000001 AND 999999999999999999.999999999999999999
-        AND triggered_price = round(triggered_price, 18)
     ) NOT VALID,
     ADD CONSTRAINT alerts_name_limits CHECK (status <> 'created' OR length(name) <= 200) NOT VALID,
     ADD CONSTRAINT alerts_symbol_limits CHECK (status <> 'created' OR length(symbol) <= 32)
