@@ -250,7 +250,7 @@ def list_params(ctx: WebContext) -> tuple[Param, ...]:
 
 _CREATE_RESPONSES = {
     **ok(201, "the alert, committed and in the book", ref("Alert")),
-    **problems(400, 401, 413, 415, 422),
+    **problems(400, 401, 409, 413, 415, 422),
 }
 _ONE = {**ok(200, "the alert", ref("Alert")), **problems(401, 404)}
 _DELETE = {**ok(200, "deleted (or already fired/deleted)", ref("Deleted")), **problems(401, 404)}

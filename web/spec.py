@@ -224,7 +224,7 @@ def problems(*statuses: int) -> dict[int, tuple[str, Schema | None, str]]:
         401: "missing, invalid, expired or wrong-type token",
         403: "not allowed",
         404: "no such resource (or not yours)",
-        409: "already taken",
+        409: "already taken, or a per-user limit reached (limit-reached)",
         413: "body over the size cap",
         415: "body is not application/json",
         422: "a field is invalid; `field` names it",

@@ -152,3 +152,30 @@ async def test_documented_finnhub_symbols_are_accepted(
             }
             r = await api.client.post("/api/alerts", json=body, headers=h)
             assert r.status_code == 422 and r.json()["field"] == "symbol", r.text
+
+
+async def test_limits_per_user_are_409s_that_change_nothing(
+    store: Any, nursery: trio.Nursery, tmp_path: Any
+) -> None:
+    env = {"TRIGGERBOOK_LIMITS_MAX_LIVE_ALERTS": "3", "TRIGGERBOOK_LIMITS_MAX_SYMBOLS": "2"}
+    with trio.fail_after(30):
+        async with start_api(store, nursery, tmp_path, env) as api:
+            h = await api.user("busy")
+
+            async def create(symbol: str) -> Any:
+                body = {"symbol": symbol, "target_price": "1", "direction": "above"}
+                return await api.client.post("/api/alerts", json=body, headers=h)
+
+            assert (await create("BTCUSDT")).status_code == 201
+            assert (await create("ETHUSDT")).status_code == 201
+            r = await create("SOLUSDT")  # a third symbol
+            assert r.status_code == 409 and r.json()["field"] == "symbol", r.text
+            assert r.json()["type"].endswith(":limit-reached")
+            assert (await create("BTCUSDT")).status_code == 201  # a known symbol: fine
+            r = await create("ETHUSDT")  # a fourth live alert
+            assert r.status_code == 409 and "field" not in r.json(), r.text
+            assert len(await api.drain()) == 3 and len(api.book) == 3
+            # a delete frees room
+            first = (await api.client.get("/api/alerts", headers=h)).json()["results"][-1]
+            assert (await api.client.delete(f"/api/alerts/{first['id']}", headers=h)).is_success
+            assert (await create("ETHUSDT")).status_code == 201
