@@ -30,6 +30,20 @@ def _plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plugins_new(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from engine.plugin_template import write_plugin
+
+    try:
+        root = write_plugin(args.name, Path(args.dir))
+    except (ValueError, FileExistsError) as exc:
+        print(f"triggerbook: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {root}: pip install -e {root} && python -m pytest {root / 'tests'}")
+    return 0
+
+
 def _users_create(args: argparse.Namespace) -> int:
     from web.users import create_user_command
 
@@ -54,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     plugins = sub.add_parser("plugins", help="list loaded exchanges, sources and sinks")
     plugins.set_defaults(func=_plugins)
+    plugins_sub = plugins.add_subparsers(dest="plugins_command")
+    new = plugins_sub.add_parser("new", help="write the skeleton of an exchange plugin package")
+    new.add_argument("name", help="the exchange's name: [feeds.<name>], alerts' exchange")
+    new.add_argument("--dir", default=".", help="where to create triggerbook-<name>/ (default .)")
+    new.set_defaults(func=_plugins_new)
 
     bench = sub.add_parser("bench", help="run a benchmark: book, store or feed")
     bench.add_argument("target", choices=["book", "store", "feed"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -87,3 +88,42 @@ async def test_run_serves_then_a_signal_stops_it_cleanly(workdir: Path, signum: 
     assert b"Traceback" not in log
     # The embedded server was stopped with the engine.
     assert not (workdir / "pg" / "postmaster.pid").exists()
+
+
+def test_plugins_new_writes_a_package_whose_own_tests_pass(tmp_path: Path) -> None:
+    """The skeleton an author starts from: its tests pass as written, on the real kit."""
+    out = subprocess.run(
+        [*TRIGGERBOOK, "plugins", "new", "bybit_spot", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    root = tmp_path / "triggerbook-bybit-spot"
+    assert str(root) in out
+    assert (root / "pyproject.toml").read_text().startswith("[build-system]")
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(root / "tests")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "3 passed" in tests.stdout
+    # never over an author's work, and only a usable name
+    again = subprocess.run(
+        [*TRIGGERBOOK, "plugins", "new", "bybit_spot", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 1 and "exists" in again.stderr
+    bad = subprocess.run(
+        [*TRIGGERBOOK, "plugins", "new", "Bybit!", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 1 and "not a plugin name" in bad.stderr
