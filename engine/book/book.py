@@ -5,216 +5,71 @@ tick with ``price >= target``) and ``below`` (``price <= target``). A tick pops 
 trigger from the near end of each side, so ``apply`` is O(log n + k) for k fires, and a tick that
 fires nothing costs two dict lookups and two Decimal comparisons against cached boundaries.
 
-Exactness. Targets are held as scaled integers: ``key = target * 10**18``. A target must be
-finite, > 0, below ``10**18`` and a multiple of ``10**-18`` (at most 18 fractional digits);
-anything else raises :class:`~engine.errors.PriceOutOfRange`. A tick of any precision is
-compared exactly: the above side fires every key ``<= floor(price * 10**18)`` and the below side
-every key ``>= ceil(price * 10**18)``, which is ``key <= price`` and ``key >= price`` without
-rounding. No float is ever involved.
+The book stands on two modules below it, which never import it back:
 
-Memory. Per trigger the book keeps one Python int (about 48 bytes) that packs the key, the id
-and the number of its side, referenced from the sorted side and from the id index, and nothing
-else: about 130 bytes per trigger with the index, against about 290 for holding the ``Trigger``
-records (56 bytes) and their ``Decimal`` targets (104 bytes). The records are rebuilt when a
-trigger leaves the book or is read; a rebuilt target equals the original but is written in its
-shortest plain form (``Decimal("70000.10")`` comes back as ``Decimal("70000.1")``).
+- ``engine.book.codec`` holds targets exactly as scaled integer keys (``target * 10**18``) and
+  turns a tick price of any precision into the floor and ceiling keys it is compared by; a target
+  it cannot hold raises :class:`~engine.errors.PriceOutOfRange`. No float is ever involved.
+- ``engine.book.entries`` packs key, side number and id into one int and keeps a side's entries
+  sorted (``Entries``, which pops a whole end in O(log n + k)).
+- this module owns the symbols, the sides, the id index and the order of fires.
+
+Memory. Per trigger the book keeps one Python int (about 48 bytes), referenced from the sorted
+side and from the id index, and nothing else: about 130 bytes per trigger with the index,
+against about 290 for holding the ``Trigger`` records (56 bytes) and their ``Decimal`` targets
+(104 bytes). The records are rebuilt when a trigger leaves the book or is read; a rebuilt target
+equals the original but is written in its shortest plain form (``Decimal("70000.10")`` comes back
+as ``Decimal("70000.1")``).
+
+The hot paths (``apply``, ``_fire``, ``_Side.fire``, ``_stage_chunk``) inline the entry layout
+and bind the codec's contexts as locals: a call per tick or per entry would cost more than the
+operation it names.
 
 The book does no I/O and never awaits: the book actor (``engine.book.actor``) owns it.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from decimal import (
-    Context,
-    Decimal,
-    DecimalException,
-    Inexact,
-    InvalidOperation,
-    Overflow,
-    Rounded,
-)
+from decimal import Decimal, DecimalException, InvalidOperation
 from decimal import localcontext as _localcontext
 from itertools import islice
 from operator import attrgetter
 from typing import NoReturn
 
-from sortedcontainers import SortedList
-
-from engine import limits
+from engine.book.codec import (
+    E18,
+    EXACT,
+    MAX_KEY,
+    MAX_TARGET,
+    MIN_TARGET,
+    PRECISION,
+    TEN18,
+    WIDE,
+    decimal_of,
+    key_of,
+    price_keys,
+)
+from engine.book.entries import (
+    ID_BITS,
+    ID_MASK,
+    ID_OFFSET,
+    KEY_SHIFT,
+    MAX_SIDES,
+    SIDE_MASK,
+    Entries,
+    check_id,
+    unpack,
+)
 from engine.errors import BookError, DuplicateTrigger, PriceOutOfRange
 from engine.model import Direction, Tick, Trigger
 
 __all__ = ["MAX_TARGET", "MIN_TARGET", "PRECISION", "TriggerBook"]
 
-PRECISION = limits.PRICE_FRACTION_DIGITS
-"""Fractional digits the book holds exactly; a target finer than this is rejected."""
-
-SCALE = 10**PRECISION
-MIN_TARGET = Decimal(1).scaleb(-PRECISION)
-"""The smallest target the book holds (``1E-18``)."""
-MAX_TARGET = limits.PRICE_BOUND
-"""Targets must be below this (``10**18``)."""
-
-_MAX_KEY = SCALE * SCALE  # keys are in [1, _MAX_KEY)
-
-# Layout of an entry, most significant first: key | side number (24 bits) | id + 2**63 (64 bits).
-# Within one side the side bits are constant, so entries sort by (key, id): the fire order. The
-# id sits in the low bits so that reading it back is one mask and one subtraction.
-_SIDE_BITS = 24
-_SIDE_MASK = (1 << _SIDE_BITS) - 1
-_ID_BITS = 64
-_ID_OFFSET = 1 << 63
-_ID_MASK = (1 << _ID_BITS) - 1
-_KEY_SHIFT = _ID_BITS + _SIDE_BITS
-_MAX_SIDES = 1 << _SIDE_BITS
-
 _ID = attrgetter("id")
 _CHUNK = 16384  # triggers per bulk_load step: bounds its scratch lists
 _POS_INF = Decimal("Infinity")
 _NEG_INF = Decimal("-Infinity")
-_TEN18 = Decimal(SCALE)
-_E18 = Decimal(1).scaleb(PRECISION)  # coefficient 1: multiplying by it only moves the exponent
-# Multiplying a valid target by 1E18 needs at most 36 digits; anything inexact traps, and so
-# does a product of 10**36 or more (Emax), which is a target of 10**18 or more.
-_EXACT = Context(
-    prec=2 * PRECISION,
-    Emax=2 * PRECISION - 1,
-    traps=[InvalidOperation, Inexact, Rounded, Overflow],
-)
-# Dividing a key by 10**18 with enough precision yields the shortest exact plain form.
-_WIDE = Context(prec=4 * PRECISION, traps=[InvalidOperation, Inexact])
-
-# Decimal's exponent of the shortest plain form is recovered for free by division (see below).
-
-
-def _key_of(target: Decimal | int) -> int:
-    """The exact scaled key of ``target``.
-
-    Raises PriceOutOfRange when the target is not a Decimal, not finite, not > 0, not below
-    ``MAX_TARGET`` or finer than ``PRECISION`` fractional digits.
-    """
-    if isinstance(target, int):
-        target = Decimal(target)
-    if not isinstance(target, Decimal) or not target.is_finite():
-        raise PriceOutOfRange(f"target {target!r} is not a finite decimal")
-    if target <= 0:
-        raise PriceOutOfRange(f"target {target} is not > 0")
-    if target >= MAX_TARGET:
-        raise PriceOutOfRange(f"target {target} is not below {MAX_TARGET}")
-    if target.adjusted() < -PRECISION:
-        raise PriceOutOfRange(f"target {target} is finer than {PRECISION} fractional digits")
-    numerator, denominator = target.as_integer_ratio()
-    factor, remainder = divmod(SCALE, denominator)
-    if remainder:
-        raise PriceOutOfRange(f"target {target} is finer than {PRECISION} fractional digits")
-    return numerator * factor
-
-
-def _decimal_of(key: int) -> Decimal:
-    """The target a key stands for, in its shortest plain form (``70000.1``, ``100``)."""
-    # Exact division keeps the ideal exponent 0 when it can and only uses the fractional digits
-    # the value needs, so no trailing zeros and no exponent notation for whole numbers.
-    return _WIDE.divide(key, _TEN18)
-
-
-def _price_keys(price: Decimal) -> tuple[int, int]:
-    """``(floor(price * 10**18), ceil(price * 10**18))``, clamped to the keys' range.
-
-    Raises PriceOutOfRange for a price that is not finite.
-    """
-    if not price.is_finite():
-        raise PriceOutOfRange(f"tick price {price} is not finite")
-    if price <= 0:
-        return 0, 0  # below every key: no above fires, every below fires
-    if price >= MAX_TARGET:
-        return _MAX_KEY, _MAX_KEY  # above every key: every above fires, no below fires
-    if price.adjusted() < -PRECISION - 1:
-        return 0, 1  # between 0 and the smallest key
-    numerator, denominator = price.as_integer_ratio()
-    scaled = numerator * SCALE
-    return scaled // denominator, -(-scaled // denominator)
-
-
-class _Entries(SortedList):
-    """A SortedList of packed entries that can pop a whole end in one step.
-
-    ``SortedList`` deletes a slice one item at a time (a few microseconds each); firing k
-    triggers must cost O(log n + k), so these two methods cut the sublists directly and keep
-    every invariant of ``SortedList._check`` (sublists sorted, ``_maxes`` their last items,
-    all but the last at least half the load). They drop the positional index, which
-    SortedList rebuilds on its next positional call; the book makes none.
-    """
-
-    @classmethod
-    def merged(cls, entries: _Entries, new: list[int]) -> _Entries:
-        """``entries`` and ``new`` (which it sorts in place) in one list, sliced directly into
-        sublists of the load factor (as ``SortedList.update`` would, without copying ``new``).
-
-        Runtime complexity: `O((n + k) log(n + k))`
-        """
-        new.extend(entries)  # not +=: SortedList.__radd__ would win
-        new.sort()
-        merged = cls()
-        load = merged._load
-        merged._lists = [new[pos : pos + load] for pos in range(0, len(new), load)]
-        merged._maxes = [sublist[-1] for sublist in merged._lists]
-        merged._len = len(new)
-        return merged
-
-    def pop_below(self, bound: int) -> list[int]:
-        """Remove and return every entry ``< bound``, ascending.
-
-        Runtime complexity: `O(log(n) + k)` for k entries popped.
-        """
-        lists, maxes = self._lists, self._maxes
-        if not lists or lists[0][0] >= bound:
-            return []
-        del self._index[:]
-        whole = bisect_left(maxes, bound)  # sublists [0, whole) are popped entirely
-        out: list[int] = []
-        for sublist in lists[:whole]:
-            out += sublist
-        del lists[:whole]
-        del maxes[:whole]
-        if lists:
-            first = lists[0]
-            cut = bisect_left(first, bound)
-            if cut:
-                out += first[:cut]
-                del first[:cut]
-            if len(lists) > 1 and len(first) < self._load >> 1:
-                lists[1][:0] = first
-                del lists[0]
-                del maxes[0]
-                self._expand(0)
-        self._len -= len(out)
-        return out
-
-    def pop_from(self, bound: int) -> list[int]:
-        """Remove and return every entry ``>= bound``, ascending.
-
-        Runtime complexity: `O(log(n) + k)` for k entries popped.
-        """
-        lists, maxes = self._lists, self._maxes
-        if not lists or maxes[-1] < bound:
-            return []
-        del self._index[:]
-        pos = bisect_left(maxes, bound)  # the first sublist holding an entry >= bound
-        sublist = lists[pos]
-        cut = bisect_left(sublist, bound)
-        out = sublist[cut:]
-        for later in lists[pos + 1 :]:
-            out += later
-        if cut:
-            del sublist[cut:]
-            maxes[pos] = sublist[-1]
-            pos += 1
-        del lists[pos:]
-        del maxes[pos:]
-        self._len -= len(out)
-        return out
 
 
 class _Side:
@@ -227,16 +82,16 @@ class _Side:
         self.symbol = symbol
         self.direction = direction
         self.number = number
-        self.entries = _Entries()
+        self.entries = Entries()
 
     def trigger(self, entry: int) -> Trigger:
         """The record an entry of this side stands for."""
         return Trigger(
-            (entry & _ID_MASK) - _ID_OFFSET,
+            (entry & ID_MASK) - ID_OFFSET,
             self.exchange,
             self.symbol,
             self.direction,
-            _decimal_of(entry >> _KEY_SHIFT),
+            decimal_of(entry >> KEY_SHIFT),
         )
 
     def fire(self, popped: list[int], ids: dict[int, int]) -> list[Trigger]:
@@ -248,11 +103,11 @@ class _Side:
         safe), which makes a run of equal round-number targets nearly free.
         """
         exchange, symbol, direction = self.exchange, self.symbol, self.direction
-        divide, ten18, shift, mask, offset = _WIDE.divide, _TEN18, _KEY_SHIFT, _ID_MASK, _ID_OFFSET
+        divide, ten18, shift, mask, offset = WIDE.divide, TEN18, KEY_SHIFT, ID_MASK, ID_OFFSET
         fired: list[Trigger] = []
         append = fired.append
         last_key = 0  # no entry has key 0
-        target = _TEN18
+        target = TEN18
         for entry in popped:
             key = entry >> shift
             if key != last_key:
@@ -282,11 +137,11 @@ class _Symbol:
 
     def refresh_above(self) -> None:
         entries = self.above.entries
-        self.lowest_above = _decimal_of(entries[0] >> _KEY_SHIFT) if entries else _POS_INF
+        self.lowest_above = decimal_of(entries[0] >> KEY_SHIFT) if entries else _POS_INF
 
     def refresh_below(self) -> None:
         entries = self.below.entries
-        self.highest_below = _decimal_of(entries[-1] >> _KEY_SHIFT) if entries else _NEG_INF
+        self.highest_below = decimal_of(entries[-1] >> KEY_SHIFT) if entries else _NEG_INF
 
     def __len__(self) -> int:
         return len(self.above.entries) + len(self.below.entries)
@@ -315,8 +170,8 @@ class _Staged:
         self.number = number
         self.above: list[int] = []
         self.below: list[int] = []
-        self.above_middle = (number << _ID_BITS) + _ID_OFFSET
-        self.below_middle = ((number + 1) << _ID_BITS) + _ID_OFFSET
+        self.above_middle = (number << ID_BITS) + ID_OFFSET
+        self.below_middle = ((number + 1) << ID_BITS) + ID_OFFSET
 
 
 class TriggerBook:
@@ -399,12 +254,12 @@ class TriggerBook:
         """
         if trigger.id in self._ids:
             raise DuplicateTrigger(f"trigger {trigger.id} is already in the book")
-        key = _key_of(trigger.target)
-        _check_id(trigger.id)
+        key = key_of(trigger.target)
+        check_id(trigger.id)
         above = _is_above(trigger.direction)
         state = self._symbol(trigger.exchange, trigger.symbol)
         side = state.above if above else state.below
-        entry = (key << _KEY_SHIFT) | (side.number << _ID_BITS) | (trigger.id + _ID_OFFSET)
+        entry = (key << KEY_SHIFT) | (side.number << ID_BITS) | (trigger.id + ID_OFFSET)
         side.entries.add(entry)
         self._ids[trigger.id] = entry
         if above:
@@ -483,24 +338,24 @@ class TriggerBook:
         while chunk := list(islice(source, _CHUNK)):
             count = len(new_ids)
             before = len(refused)
-            with _localcontext(_EXACT):
+            with _localcontext(EXACT):
                 self._stage_chunk(chunk, staged, new_ids, numbers, refused)
             if len(new_ids) != count + len(chunk) - (len(refused) - before) or (
                 self._ids and not self._ids.keys().isdisjoint(map(_ID, chunk))
             ):
                 _raise_duplicate(chunk, islice(new_ids, count), self._ids)
         if new_ids:
-            _check_id(min(new_ids))
-            _check_id(max(new_ids))
+            check_id(min(new_ids))
+            check_id(max(new_ids))
         for symbols in staged.values():
             for group in symbols.values():
                 state = self._symbol(group.exchange, group.symbol, group.number)
                 assert state.above.number == group.number
                 if group.above:
-                    state.above.entries = _Entries.merged(state.above.entries, group.above)
+                    state.above.entries = Entries.merged(state.above.entries, group.above)
                     state.refresh_above()
                 if group.below:
-                    state.below.entries = _Entries.merged(state.below.entries, group.below)
+                    state.below.entries = Entries.merged(state.below.entries, group.below)
                     state.refresh_below()
         if self._ids:
             self._ids.update(new_ids)
@@ -524,10 +379,10 @@ class TriggerBook:
         ``to_integral_exact`` whose trap rejects a fraction (a target finer than 10**-18),
         ``int`` (which rejects NaN and Infinity), one compare for a target <= 0, two dict
         lookups for the symbol and three int operations for the entry. Anything unusual goes
-        through :func:`_key_of`, which finds the precise reason (or the key of an exact target
+        through :func:`key_of`, which finds the precise reason (or the key of an exact target
         of more than 36 digits).
         """
-        e18, integral, shift = _E18, _EXACT.to_integral_exact, _KEY_SHIFT
+        e18, integral, shift = E18, EXACT.to_integral_exact, KEY_SHIFT
         above, below = Direction.ABOVE, Direction.BELOW
         for trigger in chunk:
             target = trigger.target
@@ -537,7 +392,7 @@ class TriggerBook:
                 key = 0
             if key <= 0:  # (the context's Emax traps a key of 10**36 or more)
                 try:
-                    key = _key_of(target)
+                    key = key_of(target)
                 except PriceOutOfRange as exc:
                     refused.append((trigger, str(exc)))
                     continue
@@ -582,16 +437,16 @@ class TriggerBook:
                     live_numbers.add(side.number)
                     side.entries._check()
                     for entry in side.entries:
-                        assert (entry >> _ID_BITS) & _SIDE_MASK == side.number
-                        assert 0 < entry >> _KEY_SHIFT < _MAX_KEY
-                        tid = (entry & _ID_MASK) - _ID_OFFSET
+                        key, number, tid = unpack(entry)
+                        assert number == side.number
+                        assert 0 < key < MAX_KEY
                         assert self._ids.get(tid) is entry, f"id {tid} not indexed to its entry"
                     seen += len(side.entries)
                 assert state.above.number + 1 == state.below.number
                 above, below = state.above.entries, state.below.entries
-                expected = _decimal_of(above[0] >> _KEY_SHIFT) if above else _POS_INF
+                expected = decimal_of(above[0] >> KEY_SHIFT) if above else _POS_INF
                 assert state.lowest_above == expected, "stale lowest_above"
-                expected = _decimal_of(below[-1] >> _KEY_SHIFT) if below else _NEG_INF
+                expected = decimal_of(below[-1] >> KEY_SHIFT) if below else _NEG_INF
                 assert state.highest_below == expected, "stale highest_below"
         assert seen == len(self._ids), "an indexed id is in no side"
         dead = {n for n, side in enumerate(self._sides) if side is None}
@@ -602,7 +457,7 @@ class TriggerBook:
     # --- internals -----------------------------------------------------------------------------
 
     def _side_of(self, entry: int) -> _Side:
-        side = self._sides[(entry >> _ID_BITS) & _SIDE_MASK]
+        side = self._sides[(entry >> ID_BITS) & SIDE_MASK]
         assert side is not None
         return side
 
@@ -610,7 +465,7 @@ class TriggerBook:
         """The side numbers new symbols get, in order: recycled ones first, then fresh ones."""
         yield from reversed(self._free)
         number = len(self._sides)
-        while number + 2 <= _MAX_SIDES:
+        while number + 2 <= MAX_SIDES:
             yield number
             number += 2
 
@@ -619,7 +474,7 @@ class TriggerBook:
         state = self._books.get(exchange, {}).get(symbol)
         number = state.above.number if state is not None else next(numbers, None)
         if number is None:
-            raise BookError(f"the book holds at most {_MAX_SIDES // 2} symbols")
+            raise BookError(f"the book holds at most {MAX_SIDES // 2} symbols")
         return _Staged(exchange, symbol, number)
 
     def _symbol(self, exchange: str, symbol: str, number: int | None = None) -> _Symbol:
@@ -635,7 +490,7 @@ class TriggerBook:
         if number is None:
             number = next(self._numbers(), None)
             if number is None:
-                raise BookError(f"the book holds at most {_MAX_SIDES // 2} symbols")
+                raise BookError(f"the book holds at most {MAX_SIDES // 2} symbols")
         if symbols is None:
             symbols = self._books[exchange] = {}
         if number in self._free:
@@ -659,17 +514,17 @@ class TriggerBook:
         self._free.append(state.above.number)
 
     def _fire(self, state: _Symbol, price: Decimal) -> list[Trigger]:
-        floor_key, ceil_key = _price_keys(price)
+        floor_key, ceil_key = price_keys(price)
         ids = self._ids
         if price >= state.lowest_above:
             fired = state.above.fire(
-                state.above.entries.pop_below((floor_key + 1) << _KEY_SHIFT), ids
+                state.above.entries.pop_below((floor_key + 1) << KEY_SHIFT), ids
             )
             state.refresh_above()
         else:
             fired = []
         if price <= state.highest_below:
-            fired += state.below.fire(state.below.entries.pop_from(ceil_key << _KEY_SHIFT), ids)
+            fired += state.below.fire(state.below.entries.pop_from(ceil_key << KEY_SHIFT), ids)
             state.refresh_below()
         if not len(state):
             self._drop(state)
@@ -695,8 +550,3 @@ def _raise_duplicate(
             break
         seen.add(trigger.id)
     raise DuplicateTrigger(f"trigger {trigger.id} is already in the book or twice in the input")
-
-
-def _check_id(trigger_id: int) -> None:
-    if not -_ID_OFFSET <= trigger_id < _ID_OFFSET:
-        raise BookError(f"trigger id {trigger_id} is outside the signed 64-bit range")
