@@ -1,34 +1,38 @@
-"""Every exception triggerbook raises on purpose, in one tree.
+"""Every exception triggerbook raises on purpose, in one tree; each class says where it is raised.
 
     TriggerbookError                  base of all of ours
-    +-- ConfigError                   the configuration file or environment is invalid (at start)
-    +-- PluginError                   a plugin is broken: bad hook, duplicate name, unknown exchange
-    +-- BookError                     the trigger book was asked something impossible
-    |   +-- DuplicateTrigger          add() of an id the book already holds
-    |   +-- PriceOutOfRange           a threshold the book cannot hold exactly (precision, sign)
+    +-- ConfigError                   a setting is invalid: file, environment, a [feeds.X] table
+    +-- PluginError                   a plugin is broken or missing (at start)
+    +-- BookError                     the book cannot hold it: id beyond 64 bits, no symbol room
+    |   +-- DuplicateTrigger          an id already in the book, or twice in one bulk load
+    |   +-- PriceOutOfRange           a target the book cannot hold exactly; a tick price not finite
     +-- StoreError                    the database failed us
-    |   +-- StoreUnavailable          cannot connect, or the server went away (retryable)
-    |   +-- MigrationError            a schema migration failed; the engine does not start
-    |   +-- Conflict                  a unique value is taken (e.g. a username on register)
-    |   +-- StoreRefused              the database refused a value (a data or constraint error)
-    +-- FeedError                     an exchange connection problem (the feed runner retries)
-    |   +-- FeedClosed                the server closed the connection or the handshake failed
+    |   +-- StoreUnavailable          unreachable, gone, not started, a URL that cannot work (503)
+    |   +-- MigrationError            a migration failed or changed; the engine does not start
+    |   +-- Conflict                  a unique value is taken: a username on register (409)
+    |   +-- StoreRefused              the database refused a value (data or constraint error)
+    +-- FeedError                     a feed cannot go on (itself: the book's tick channel closed)
+    |   +-- FeedClosed                the exchange announced it is going away: reconnect
     |   +-- FeedStale                 no frame within the staleness limit while subscribed
-    |   +-- BadFrame                  one frame could not be parsed; counted, logged and skipped
-    |   +-- SubscriptionRejected      the exchange answered a subscribe with an error
+    |   +-- BadFrame                  a frame or replay line that does not parse; counted, skipped
+    |   +-- SubscriptionRejected      the exchange answered a (un)subscribe with an error
+    +-- DeliveryFailed                a sink could not deliver a notification this time: retry later
     +-- ApiError                      a request the web layer rejects (see web/problems.py)
         +-- ValidationFailed          a field is missing or invalid (422, names the field)
         +-- NotFound                  no such resource, or not yours (404)
-        +-- Unauthorized              missing, invalid or expired credentials (401)
-        +-- RateLimited               too many attempts (429, carries retry_after)
-        +-- MalformedRequest          a body that is not one JSON object, or a bad header (400)
+        +-- Unauthorized              missing, invalid or expired credentials; a bad login (401)
+        +-- RateLimited               too many failed logins (429, carries retry_after)
+        +-- MalformedRequest          a body that is empty, not JSON or not one JSON object (400)
         +-- PayloadTooLarge           a request body over the cap (413)
         +-- UnsupportedMediaType      a body that is not application/json (415)
         +-- Forbidden                 authenticated but not allowed: non-staff listing users (403)
         +-- LimitReached              a per-user limit (live alerts, symbols) is reached (409)
 
-Library errors are re-raised as ours at the edge (``raise FeedClosed(...) from None``), so callers
-catch a named set and let everything else propagate.
+Library errors are re-raised as ours at the edge (the store bridge: ``raise
+StoreUnavailable(...) from None``), so callers catch a named set and let everything else
+propagate. One edge keeps the library's own: the feed runner catches trio-websocket's
+``HandshakeError`` and ``ConnectionClosed``, ``OSError`` and ``trio.TooSlowError`` as they are,
+beside :class:`FeedClosed` and :class:`FeedStale` (``engine.feeds.runner.RECONNECT_ERRORS``).
 """
 
 from __future__ import annotations
@@ -39,28 +43,43 @@ class TriggerbookError(Exception):
 
 
 class ConfigError(TriggerbookError):
-    """Raised at start when the configuration file or an environment override is invalid.
+    """Raised at start when a setting is invalid: the configuration file (unreadable, not TOML,
+    an unknown section or key, a value of the wrong type), an environment override, or a value
+    that an exchange or feed source refuses when built from its ``[feeds.<name>]`` table
+    (``engine.feeds.parsing.choose_option``, a replay file that does not exist).
 
-    The message names the key and the file (or the environment variable).
+    The message names the key, and the file or the environment variable where it knows them.
     """
 
 
 class PluginError(TriggerbookError):
-    """Raised at start when a plugin is broken: an unknown hook, a duplicate exchange name, or a
-    feed enabled in the configuration that no plugin provides."""
+    """Raised at start (``engine.feeds.registry``, the feed runner) when a plugin is broken or
+    missing: a hook that does not match its spec, a plugin that fails to import or is
+    registered twice, a hook returning something that is not an Exchange, FeedSource or Sink
+    subclass, two plugins providing one name, or a feed enabled in the configuration (or asked
+    for by name) that no plugin provides."""
 
 
 class BookError(TriggerbookError):
-    """Base class of the trigger book's errors; the book is unchanged when one is raised."""
+    """Base class of the trigger book's errors; the book is unchanged when one is raised.
+
+    Raised itself for a trigger id outside the signed 64-bit range an entry holds, a direction
+    that is neither above nor below, or a new symbol when no side number is left.
+    ``TriggerBook.bulk_load`` returns the triggers it cannot hold for a reason of their own (a
+    target, a direction) instead of raising, and raises only for an id or for room.
+    """
 
 
 class DuplicateTrigger(BookError):
-    """Raised by ``TriggerBook.add`` for an id the book already holds."""
+    """Raised by ``TriggerBook.add`` for an id the book already holds, and by
+    ``TriggerBook.bulk_load`` for one it holds or one given twice (ids are primary keys: a
+    caller's bug)."""
 
 
 class PriceOutOfRange(BookError):
-    """Raised when a threshold cannot be held exactly: not finite, not > 0, or finer than the
-    book's precision."""
+    """Raised when a target cannot be held exactly: not a finite decimal, not > 0, not below
+    ``MAX_TARGET``, or finer than the book's precision; and when a tick's price is not finite
+    (``TriggerBook.apply`` of a NaN)."""
 
 
 class StoreError(TriggerbookError):
@@ -68,40 +87,69 @@ class StoreError(TriggerbookError):
 
 
 class StoreUnavailable(StoreError):
-    """Raised when the database cannot be reached or went away; callers retry with backoff."""
+    """Raised when the database cannot be used now: a call whose server is unreachable or went
+    away (the fire recorder retries it with ``engine.backoff``; the web answers 503), a start
+    that found no server within ``start_timeout_s``, an embedded Postgres that did not start,
+    or a request queued while the web batcher shuts down.
+
+    Also raised at once, never retried, for a URL that cannot work (malformed, an unknown
+    database or role, a wrong password); the message names the URL without its password.
+    """
 
 
 class MigrationError(StoreError):
-    """Raised at start when a schema migration fails; the transaction is rolled back."""
+    """Raised at start when a schema migration fails, when a migration file is misnamed, or when
+    an applied migration's file was changed since; the transaction is rolled back, so nothing
+    of that start's migrations is applied."""
 
 
 class Conflict(StoreError):
-    """Raised when a unique value is already taken (a username on register)."""
+    """Raised by ``Store.create_user`` when the username is already taken (409 on register)."""
 
 
 class StoreRefused(StoreError):
-    """Raised when the database refuses the values of a call (a data error such as a numeric
-    or time overflow, or a constraint violation): retrying the same values fails again, so
-    callers set them aside (``engine/quarantine.py``) or answer 422, never retry."""
+    """Raised by the store bridge when the database refuses the values of a call (a data error
+    such as a numeric or time overflow, or a constraint violation; the driver's error is the
+    ``__cause__``): retrying the same values fails again, so no caller retries them as they
+    are. The fire recorder bisects the batch and sets refused fires aside
+    (``engine/quarantine.py``); the web batcher retries a batch one item at a time so only the
+    refused request fails; ``Store.create_user`` turns a unique violation into
+    :class:`Conflict`. The web validates values first, so a refusal that reaches a request
+    anyway is a logged 500."""
 
 
 class FeedError(TriggerbookError):
-    """Base class of feed errors; the feed runner reconnects on the connection-level ones."""
+    """Base class of feed errors. The feed runner reconnects on :class:`FeedClosed` and
+    :class:`FeedStale`; :class:`BadFrame` and :class:`SubscriptionRejected` keep the connection.
+
+    Raised itself by the feed runner when the book's tick channel is closed (the engine is
+    stopping, or the book died): not a reconnect, it ends the feed.
+    """
 
 
 class FeedClosed(FeedError):
-    """Raised when an exchange closes the connection or the handshake fails."""
+    """Raised by an exchange's ``parse`` for a notice that the server is going away (Binance's
+    ``serverShutdown``); the runner closes the connection and reconnects with its backoff.
+
+    Not raised for a connection the server closes, or a handshake that fails: those stay
+    trio-websocket's ``ConnectionClosed`` and ``HandshakeError``, which the runner catches as
+    they are (``engine.feeds.runner.RECONNECT_ERRORS``).
+    """
 
 
 class FeedStale(FeedError):
-    """Raised when no frame arrived within the staleness limit while subscribed."""
+    """Raised by the feed runner when no frame arrived within the exchange's ``stale_after_s``
+    while subscribed; the runner reconnects with its backoff."""
 
 
 class BadFrame(FeedError):
-    """Raised by an exchange's ``parse`` for a frame it cannot turn into ticks.
+    """Raised by an exchange's ``parse`` (and the shared helpers of ``engine.feeds.parsing``)
+    for a frame it cannot turn into ticks, and by the replay source for a line it cannot read.
+    The runner counts it in ``frames_skipped``, logs it once per kind and skips the frame.
 
     ``kind`` groups frames for counting and log-once (``"not-json"``, ``"unknown-event"``,
-    ``"bad-price"``); ``sample`` is a short excerpt of the frame.
+    ``"bad-shape"``, ``"bad-field"``, ``"bad-price"``, the replay's ``"out-of-range"``; a
+    plugin may name its own); ``sample`` is a short excerpt of the frame.
     """
 
     def __init__(self, kind: str, sample: str | bytes = "") -> None:
@@ -113,6 +161,8 @@ class BadFrame(FeedError):
 
 class SubscriptionRejected(FeedError):
     """Raised by an exchange's ``parse`` when the exchange answers a (un)subscribe with an error.
+    The runner records the symbols in ``FeedState.rejected`` (shown on ``/readyz``) and keeps
+    the connection.
 
     ``symbols`` are the symbols concerned when the reply says so (may be empty), ``reason`` the
     exchange's words.
@@ -122,6 +172,16 @@ class SubscriptionRejected(FeedError):
         self.reason = reason
         self.symbols = symbols
         super().__init__(f"subscription rejected: {reason} {list(symbols) if symbols else ''}")
+
+
+class DeliveryFailed(TriggerbookError):
+    """Raised by a sink's ``deliver`` (``engine.sinks.base.Sink``) when one notification could
+    not be delivered this time (a refused connection, a timeout, a server's error answer): the
+    outbox row stays undelivered, to be retried later.
+
+    No sink ships yet, so nothing raises it today; the delivery loop to come catches it and
+    retries with ``engine.backoff``.
+    """
 
 
 class ApiError(TriggerbookError):
@@ -142,11 +202,13 @@ class NotFound(ApiError):
 
 
 class Unauthorized(ApiError):
-    """Raised for missing, malformed, tampered, expired or wrong-type credentials."""
+    """Raised for missing, malformed, tampered, expired or wrong-type credentials, a wrong
+    username or password on login, and a valid token whose user no longer exists."""
 
 
 class RateLimited(ApiError):
-    """Raised when a client exceeds an attempt limit; ``retry_after`` is in whole seconds."""
+    """Raised when a client is at its limit of failed login attempts; ``retry_after`` is in
+    whole seconds."""
 
     def __init__(self, detail: str, retry_after: int) -> None:
         self.retry_after = retry_after
@@ -154,7 +216,8 @@ class RateLimited(ApiError):
 
 
 class MalformedRequest(ApiError):
-    """Raised when a body is not valid JSON, is not one JSON object, or repeats a key."""
+    """Raised when a body is empty, is not valid UTF-8 JSON, nests too deeply, is not one JSON
+    object, repeats a key, or holds ``NaN`` or ``Infinity``."""
 
 
 class PayloadTooLarge(ApiError):

@@ -137,8 +137,8 @@ class Exchange(SymbolRules, ABC):
     # and keep both for ``handover_overlap_s`` after the new one is live (ticks deduplicated).
     handover_lead_s: ClassVar[float] = 60.0
     handover_overlap_s: ClassVar[float] = 1.0
-    # Reconnect backoff: full jitter, uniform(0, min(cap, base * 2**attempt)); the attempt count
-    # resets once a connection stayed up for ``healthy_after_s``.
+    # Reconnect backoff (engine.backoff): full jitter, uniform(0, min(cap, base * 2**attempt));
+    # the attempt count resets once a connection stayed up for ``healthy_after_s``.
     backoff_base_s: ClassVar[float] = 0.5
     backoff_cap_s: ClassVar[float] = 30.0
     healthy_after_s: ClassVar[float] = 30.0

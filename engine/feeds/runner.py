@@ -13,9 +13,9 @@ spread over *slots* of at most ``max_streams_per_connection``; each slot keeps o
   ``stale_after_s`` (plus a slack of at most 1 s) ahead while subscribed; expiry is
   :class:`FeedStale` and a reconnect. Waiting on a full book is not staleness;
 - the reconnect loop catches the named set :data:`RECONNECT_ERRORS` only, sleeps
-  ``uniform(0, min(cap, base * 2**attempt))`` (full jitter), resets the attempt count once a
-  connection stayed up ``healthy_after_s``, logs with ``exc_info``; anything else propagates and
-  stops the engine (a bug must not become a silent reconnect loop);
+  ``uniform(0, min(cap, base * 2**attempt))`` (full jitter, ``engine.backoff``), resets the
+  attempt count once a connection stayed up ``healthy_after_s``, logs with ``exc_info``;
+  anything else propagates and stops the engine (a bug must not become a silent reconnect loop);
 - a documented forced disconnect (``forced_disconnect_after_s``, Binance's 24 h) is preempted:
   ``handover_lead_s`` before it, the slot opens the next connection, subscribes, waits for its
   first frame (the subscribe ack on Binance), and only ``handover_overlap_s`` later closes the old
@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections import deque
 from decimal import Decimal
@@ -50,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 import trio_websocket
 
+from engine.backoff import Backoff
 from engine.config import Config
 from engine.errors import (
     BadFrame,
@@ -149,26 +149,6 @@ def first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
     return exc
-
-
-class Backoff:
-    """Exponential backoff with a cap and full jitter: ``uniform(0, min(cap, base * 2**n))``."""
-
-    def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-        self._uniform = (rng or random.Random()).uniform
-
-    def next_delay(self) -> float:
-        """The next sleep; each call doubles the ceiling until the cap."""
-        ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 62))
-        self.attempt += 1
-        return self._uniform(0, ceiling)
-
-    def reset(self) -> None:
-        """Start again from ``base`` (after a healthy connection)."""
-        self.attempt = 0
 
 
 class ExchangeFeed:
@@ -315,7 +295,7 @@ class _Slot:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a connection up until retired (its symbols all gone)."""
         ex = self.feed.exchange
-        backoff = Backoff(ex.backoff_base_s, ex.backoff_cap_s)
+        backoff = Backoff(ex.backoff_base_s, ex.backoff_cap_s, healthy_after_s=ex.healthy_after_s)
         current: _Session | None = None
         async with trio.open_nursery() as nursery:
             task_status.started()
@@ -346,8 +326,7 @@ class _Slot:
                 if not new.ended.is_set():
                     continue  # time to hand over: the next iteration opens the next connection
                 current = None
-                if trio.current_time() - new.opened_at >= ex.healthy_after_s:
-                    backoff.reset()
+                backoff.succeeded(trio.current_time() - new.opened_at)
                 if new.error is not None:
                     delay = backoff.next_delay()
                     self.feed.failed(new.error, delay)

@@ -13,7 +13,8 @@ pieces. :class:`SymbolDirectory` does the I/O:
   fetches it again every ``symbols_refresh_s`` (the first time once a stored list is that old).
   A failed fetch (an HTTP error, a timeout, a body too large, one ``parse_symbols`` cannot read)
   is counted in ``triggerbook_symbol_list_fetches_total{outcome}``, logged, and retried after a
-  capped exponential backoff with full jitter; the previous list stays in force.
+  capped exponential backoff with full jitter (``engine.backoff``; reset by a good fetch); the
+  previous list stays in force.
 - :meth:`SymbolDirectory.lookup` answers LISTED, UNLISTED or UNVERIFIED (no list for that
   exchange: none described, none fetched yet, or the exchange not enabled).
 - :meth:`SymbolDirectory.rest_price` is one bounded HTTP call (``PRICE_TIMEOUT_S`` including the
@@ -41,9 +42,9 @@ import asyncpg
 import httpx
 import trio
 
+from engine.backoff import Backoff
 from engine.errors import StoreUnavailable
 from engine.feeds.exchange import Exchange
-from engine.feeds.runner import Backoff
 from engine.limits import price_problem
 from engine.metrics import Counter, Gauge, Metrics
 from engine.store import symbol_lists
@@ -350,7 +351,7 @@ class SymbolDirectory:
         ``symbols_refresh_s``; back off on failure; until cancelled."""
         ex = self.exchanges[name]
         refresh = ex.symbols_refresh_s
-        backoff = Backoff(self.BACKOFF_BASE_S, min(self.BACKOFF_CAP_S, refresh), self._rng)
+        backoff = Backoff(self.BACKOFF_BASE_S, min(self.BACKOFF_CAP_S, refresh), rng=self._rng)
         stored = self._lists.get(name)
         delay = 0.0
         if stored is not None:
@@ -372,7 +373,7 @@ class SymbolDirectory:
                     delay,
                 )
                 continue
-            backoff.reset()
+            backoff.succeeded()
             delay = refresh
             self.fetches.inc(exchange=name, outcome="ok")
             source = _without_query(ex.symbols_url() or "")

@@ -14,12 +14,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from engine.errors import TriggerbookError
+from engine.errors import DeliveryFailed
 from engine.model import OutboxRow
 
-
-class DeliveryFailed(TriggerbookError):
-    """Raised by ``Sink.deliver`` when a notification could not be delivered this time."""
+__all__ = ["DeliveryFailed", "Sink"]  # DeliveryFailed lives in engine.errors, with the others
 
 
 class Sink(ABC):

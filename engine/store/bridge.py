@@ -33,7 +33,6 @@ propagates as asyncpg raised it.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -44,6 +43,7 @@ import msgspec
 import trio
 import trio_asyncio
 
+from engine.backoff import Backoff
 from engine.errors import StoreRefused, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -190,9 +190,9 @@ async def open_bridge(
     """Connect a pool to ``url`` and yield a :class:`Bridge`; close the pool on exit.
 
     Needs ``trio_asyncio.open_loop()`` around it. An unreachable server is retried with capped
-    exponential backoff and jitter, one log line per attempt, for at most ``start_timeout_s``;
-    then (or at once for a malformed URL, an unknown database, role or bad password)
-    :class:`StoreUnavailable` is raised naming the URL without its password.
+    exponential backoff and full jitter (``engine.backoff``), one log line per attempt, for at
+    most ``start_timeout_s``; then (or at once for a malformed URL, an unknown database, role or
+    bad password) :class:`StoreUnavailable` is raised naming the URL without its password.
     """
     loop = trio_asyncio.current_loop.get()
     if loop is None:
@@ -212,10 +212,8 @@ async def _connect_with_retry(
     loop: trio_asyncio.TrioEventLoop, url: str, min_size: int, max_size: int, timeout_s: float
 ) -> asyncpg.Pool:
     deadline = trio.current_time() + timeout_s
-    delay = BACKOFF_FIRST_S
-    attempt = 0
+    backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_CAP_S)
     while True:
-        attempt += 1
         try:
             return await loop.run_aio_coroutine(_create_pool(url, min_size, max_size))
         except MISCONFIGURED as exc:
@@ -224,16 +222,15 @@ async def _connect_with_retry(
             remaining = deadline - trio.current_time()
             if remaining <= 0:
                 raise StoreUnavailable(
-                    f"database {redact(url)} unreachable after {attempt} attempts in "
+                    f"database {redact(url)} unreachable after {backoff.attempt + 1} attempts in "
                     f"{timeout_s:g} s: {describe(exc)}"
                 ) from None
-            pause = min(delay * random.uniform(0.5, 1.5), remaining)
+            pause = min(backoff.next_delay(), remaining)
             log.warning(
                 "database %s unreachable (attempt %d, %s); retrying in %.2f s",
                 redact(url),
-                attempt,
+                backoff.attempt,
                 describe(exc),
                 pause,
             )
             await trio.sleep(pause)
-            delay = min(delay * 2, BACKOFF_CAP_S)

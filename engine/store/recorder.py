@@ -3,7 +3,8 @@
 It receives :class:`Fire`\\ s, takes everything else already queued (up to a cap) and commits the
 lot with one :meth:`Store.record_fires`, so a burst costs one round trip rather than one per
 fire. A batch is never dropped: while the database is away it is retried with capped
-exponential backoff and jitter, and the book keeps running (the channel's buffer absorbs the
+exponential backoff and full jitter (``engine.backoff``: ceilings from 0.05 s doubling up to
+5 s, afresh for each batch), and the book keeps running (the channel's buffer absorbs the
 backlog, then back-pressure reaches the book).
 
 Recording is idempotent: only alerts still ``created`` change, so a batch retried after an
@@ -23,12 +24,12 @@ logged, shown on the alert) and left ``created``, to be loaded again at the next
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Sequence
 
 import msgspec
 import trio
 
+from engine.backoff import Backoff
 from engine.errors import StoreRefused, StoreUnavailable
 from engine.metrics import Metrics
 from engine.model import Fire
@@ -130,24 +131,21 @@ class _Recorder:
     async def record(self, fires: list[Fire]) -> list[int]:
         """One ``record_fires`` for ``fires``, retried while the database is away (until it
         succeeds or we are cancelled). Raises :class:`StoreRefused` at once."""
-        delay = BACKOFF_FIRST_S
-        attempt = 0
+        backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_CAP_S)
         while True:
-            attempt += 1
             try:
                 marked = await self.store.record_fires(fires, self.channels)
             except StoreUnavailable as exc:
-                pause = random.uniform(delay / 2, delay)
+                pause = backoff.next_delay()
                 self.metrics.store_retries.inc()
                 log.warning(
                     "recording %d fires failed (attempt %d: %s); retrying in %.2f s",
                     len(fires),
-                    attempt,
+                    backoff.attempt,
                     exc,
                     pause,
                 )
                 await trio.sleep(pause)
-                delay = min(delay * 2, BACKOFF_CAP_S)
                 continue
             self.metrics.fires_recorded.inc(len(marked))
             return marked

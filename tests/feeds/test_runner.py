@@ -11,13 +11,15 @@ import trio
 import trio.testing
 
 from engine.errors import PluginError
+from engine.feeds import runner
 from engine.feeds.binance import Binance
 from engine.feeds.registry import load_registry
-from engine.feeds.runner import Backoff, run_feeds
+from engine.feeds.runner import run_feeds
 from engine.feeds.status import FeedStates
 from engine.feeds.testing import ExchangeServer, ManualDemand, Request, read_binance_request
 from engine.metrics import Metrics
 from engine.model import Tick
+from tests.test_backoff import spy_on
 
 from .conftest import DATA, eventually, start_harness, trade
 
@@ -119,16 +121,36 @@ async def test_drop_and_reconnect_with_backoff(net_clock: trio.testing.MockClock
             nursery.cancel_scope.cancel()
 
 
-def test_backoff_is_full_jitter_capped_and_resets() -> None:
-    import random
+class QuicklyHealthy(Binance):
+    healthy_after_s = 5.0
 
-    backoff = Backoff(0.5, 4.0, random.Random(1))
-    delays = [backoff.next_delay() for _ in range(50)]
-    ceilings = [min(4.0, 0.5 * 2**n) for n in range(50)]
-    assert all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
-    assert max(delays[10:]) > 2.0  # reaches towards the cap, not stuck at the base
-    backoff.reset()
-    assert backoff.next_delay() <= 0.5
+
+async def test_reconnects_wait_with_the_shared_backoff_reset_once_healthy(
+    net_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = spy_on(monkeypatch, runner)  # engine.backoff.Backoff, its properties: tests/test_backoff
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery, QuicklyHealthy)
+            h.want("BTCUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            (backoff,) = spy.made  # one per slot, with the exchange's numbers
+            assert (backoff.base_s, backoff.cap_s, backoff.healthy_after_s) == (0.5, 30.0, 5.0)
+            for n in (1, 2, 3):  # dropped at once, never healthy: the ceiling keeps doubling
+                dropped_at = trio.current_time()
+                await h.server.close(1011, "going away")
+                await h.server.wait_until(
+                    lambda n=n: len(h.server.connections) == n + 1 and bool(h.server.live)
+                )
+                assert backoff.attempt == n and len(spy.delays) == n
+                assert trio.current_time() - dropped_at <= spy.delays[-1] + 0.1
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT"})
+            await trio.sleep(5.0)  # up for healthy_after_s: the next drop starts from the base
+            await h.server.close(1011, "going away")
+            await h.server.wait_until(lambda: len(h.server.connections) == 5)
+            assert backoff.attempt == 1 and spy.delays[-1] <= 0.5
+            assert h.state.reconnects == 4
+            nursery.cancel_scope.cancel()
 
 
 class Stale(Binance):

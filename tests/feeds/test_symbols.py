@@ -22,6 +22,7 @@ import pytest
 import trio
 import trio.testing
 
+from engine.feeds import symbols
 from engine.feeds.binance import Binance
 from engine.feeds.runner import ExchangeFeed
 from engine.feeds.status import FeedStates
@@ -31,6 +32,7 @@ from engine.feeds.testing import read_binance_request as read_request
 from engine.metrics import Metrics
 from engine.model import Tick
 from engine.store import symbol_lists
+from tests.test_backoff import spy_on
 
 if TYPE_CHECKING:
     from engine.store import Store
@@ -256,6 +258,37 @@ async def test_backoff_is_capped_by_the_refresh_period(net_clock: trio.testing.M
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert max(gaps) <= 60.0 + 0.5
     assert directory.lookup("binance", "BTCUSDT") is SymbolCheck.UNVERIFIED
+
+
+async def test_fetches_wait_with_the_shared_backoff_reset_by_a_good_fetch(
+    net_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = spy_on(monkeypatch, symbols)  # engine.backoff.Backoff: tests/test_backoff.py
+    times: list[float] = []
+    answers = iter([(503, b"busy"), (503, b"busy"), (200, INFO), (503, b"busy")])
+
+    def flaky(target: str) -> RestReply:
+        times.append(trio.current_time())
+        return next(answers, (200, INFO))
+
+    with trio.fail_after(3600):
+        async with (
+            serve_rest({"/api/v3/exchangeInfo": flaky}) as server,
+            trio.open_nursery() as nursery,
+        ):
+            directory = directory_for(server.url, symbols_refresh_s=60.0)
+            await nursery.start(run_symbol_directory, directory, None)
+            await until(lambda: len(times) >= 5, 0.5)
+            nursery.cancel_scope.cancel()
+    (backoff,) = spy.made  # 5 s doubling, capped by the refresh period
+    assert (backoff.base_s, backoff.cap_s, backoff.healthy_after_s) == (5.0, 60.0, 0.0)
+    first, second, refresh, third = [b - a for a, b in itertools.pairwise(times[:5])]
+    assert len(spy.delays) == 3
+    assert first == pytest.approx(spy.delays[0], abs=0.5)  # the waits are the drawn delays
+    assert second == pytest.approx(spy.delays[1], abs=0.5)
+    assert refresh == pytest.approx(60.0, abs=0.5)
+    assert third == pytest.approx(spy.delays[2], abs=0.5)
+    assert spy.delays[2] <= 5.0  # the good fetch reset it: from the base again
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,17 @@ query, yet never inside a transaction."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from engine.store import Store
+from engine.errors import StoreUnavailable
+from engine.store import Store, bridge
+from engine.store.bridge import open_bridge
+from tests.test_backoff import spy_on
 
 
 async def test_callers_beyond_the_pool_wait_their_turn_in_order(store: Store) -> None:
@@ -64,3 +68,18 @@ async def test_a_failed_transaction_leaves_every_connection_clean(store: Store) 
                 await store.bridge.run(fail_inside)
         for _ in range(8):  # every pooled connection is usable and outside any transaction
             assert await store.bridge.run(check) == (0, False)
+
+
+async def test_start_up_retries_wait_with_the_shared_backoff(
+    aio_loop: object, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    spy = spy_on(monkeypatch, bridge)  # engine.backoff.Backoff: tests/test_backoff.py
+    caplog.set_level(logging.WARNING, logger="engine.store.bridge")
+    with trio.fail_after(10), pytest.raises(StoreUnavailable) as raised:
+        async with open_bridge("postgresql://app@127.0.0.1:1/db", start_timeout_s=0.5):
+            pytest.fail("connected to port 1")  # refused at once, until the 0.5 s are spent
+    (backoff,) = spy.made  # 0.1 s doubling up to 5 s, for one start
+    assert (backoff.base_s, backoff.cap_s, backoff.healthy_after_s) == (0.1, 5.0, 0.0)
+    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
+    assert len(retries) == len(spy.delays) >= 2
+    assert f"unreachable after {len(spy.delays) + 1} attempts in 0.5 s" in str(raised.value)

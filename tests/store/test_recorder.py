@@ -21,7 +21,8 @@ from engine.errors import StoreUnavailable
 from engine.metrics import Metrics
 from engine.model import AlertStatus, Direction, Fire, Tick, Trigger
 from engine.quarantine import Quarantine
-from engine.store import Store, embedded, open_store, run_fire_recorder
+from engine.store import Store, embedded, open_store, recorder, run_fire_recorder
+from tests.test_backoff import spy_on
 
 
 async def _fires(store: Store, n: int) -> list[Fire]:
@@ -126,8 +127,28 @@ async def test_an_absent_database_is_retried_with_the_same_batch(
     assert metrics.store_retries.get() == 6 and metrics.fires_recorded.get() == 2
     retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
     assert len(retries) == 6 and "attempt 6" in retries[-1]
-    # capped exponential backoff: 0.05 s doubling, jittered down to half at most
-    assert trio.current_time() - start >= sum(0.05 * 2**n / 2 for n in range(6))
+    # capped exponential backoff with full jitter: each pause at most 0.05 s doubling
+    pauses = [float(m.rsplit(" ", 2)[-2]) for m in retries]
+    assert all(0 <= p <= 0.05 * 2**n + 0.005 for n, p in enumerate(pauses)), pauses
+    assert trio.current_time() - start <= sum(0.05 * 2**n for n in range(6)) + 7 * 0.001 + 1e-6
+
+
+async def test_the_retries_wait_with_the_shared_backoff(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spy = spy_on(monkeypatch, recorder)  # engine.backoff.Backoff: tests/test_backoff.py
+    flaky = FlakyStore(failures=4)
+    send, receive = trio.open_memory_channel[Fire](8)
+    with trio.fail_after(120):
+        async with send:
+            send.send_nowait(_fire(1))
+        start = trio.current_time()
+        await run_fire_recorder(flaky, receive, [], *_q())  # type: ignore[arg-type]
+    (backoff,) = spy.made  # one per batch, every success resets: 0.05 s up to 5 s
+    assert (backoff.base_s, backoff.cap_s, backoff.healthy_after_s) == (0.05, 5.0, 0.0)
+    assert len(spy.delays) == 4
+    # the time went in the backoff's pauses and the five calls' 1 ms each, nothing else
+    assert trio.current_time() - start == pytest.approx(sum(spy.delays) + 5 * 0.001)
 
 
 async def test_the_backoff_is_capped(autojump_clock: trio.testing.MockClock) -> None:
