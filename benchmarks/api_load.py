@@ -21,6 +21,12 @@ every request with a constant 201, on hypercorn's trio worker configured as the 
 (``web.server.hypercorn_config``), and the same clients send it the same create requests.
 ``creates_vs_ceiling`` is our creates/s over that: what is left for our own work per request.
 
+Also in the same run (without ``--url``), the fast lane's gain: a third child serves the same
+web layer with ``WebSettings(fast_lane=False)`` (every request through Quart, ``web/fastlane.py``
+handing everything over) on a fresh database of its own, and the same phases run against it.
+Its figures are prefixed ``no_lane_``; ``lane_creates_gain`` and ``lane_lists_gain`` are the
+lane's creates/s and closed-loop lists/s over those (1.25 is the issue's bar for keeping it).
+
 Accounts are set up first (bcrypt cost 4 in the child so that setup is quick; the cost does not
 touch the measured routes). Targets (issue 4): >= 2,000 creates/s, list p99 < 20 ms.
 """
@@ -50,7 +56,7 @@ PASSWORD = "benchmark-password"
 # --- the server side (child process) -------------------------------------------------------
 
 
-async def _serve(data_dir: Path) -> None:
+async def _serve(data_dir: Path, fast_lane: bool = True) -> None:
     import trio_asyncio
 
     from engine.app import settle_heap
@@ -64,8 +70,8 @@ async def _serve(data_dir: Path) -> None:
     from engine.model import BookCommand, Fire, Tick
     from engine.quarantine import Quarantine
     from engine.store import open_store
-    from web.server import WebContext, run_web
-    from web.state import WebSettings
+    from web.context import WebContext, WebSettings
+    from web.server import run_web
 
     registry = load_registry(entry_points=False)
     (data_dir / "config.toml").write_text("")
@@ -113,7 +119,9 @@ async def _serve(data_dir: Path) -> None:
             )
             port = await nursery.start(
                 lambda task_status: run_web(
-                    ctx, settings=WebSettings(bcrypt_rounds=4), task_status=task_status
+                    ctx,
+                    settings=WebSettings(bcrypt_rounds=4, fast_lane=fast_lane),
+                    task_status=task_status,
                 )
             )
             print(f"PORT {port}", flush=True)
@@ -378,9 +386,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", help="an already running server (default: start one)")
     parser.add_argument("--serve", metavar="DIR", help=argparse.SUPPRESS)
     parser.add_argument("--serve-ceiling", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--no-fast-lane", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
-        trio.run(_serve, Path(args.serve))
+        trio.run(_serve, Path(args.serve), not args.no_fast_lane)
         return 0
     if args.serve_ceiling:
         trio.run(_serve_ceiling)
@@ -390,8 +399,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures = trio.run(_drive, parts.hostname or "127.0.0.1", parts.port or 80, args)
     else:
         with tempfile.TemporaryDirectory(prefix="api_load_") as tmp:
-            with _child("--serve", tmp) as port:
+            Path(tmp, "lane").mkdir()
+            Path(tmp, "no_lane").mkdir()
+            with _child("--serve", str(Path(tmp, "lane"))) as port:
                 figures = trio.run(_drive, "127.0.0.1", port, args)
+            with _child("--serve", str(Path(tmp, "no_lane")), "--no-fast-lane") as port:
+                plain = trio.run(_drive, "127.0.0.1", port, args)
+            figures.update({f"no_lane_{k}": val for k, val in plain.items()})
+            figures["lane_creates_gain"] = figures["creates_per_s"] / plain["creates_per_s"]
+            figures["lane_lists_gain"] = figures["lists_per_s"] / plain["lists_per_s"]
             with _child("--serve-ceiling") as port:
                 figures["ceiling_per_s"] = trio.run(_drive_ceiling, "127.0.0.1", port, args)
             figures["creates_vs_ceiling"] = figures["creates_per_s"] / figures["ceiling_per_s"]
@@ -407,6 +423,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"ceiling: hypercorn's trio worker answering every request with a constant 201: "
             f"{figures['ceiling_per_s']:.0f} req/s; creates run at "
             f"{figures['creates_vs_ceiling']:.2f} of it"
+        )
+    if "lane_creates_gain" in figures:
+        print(
+            f"without the fast lane: {figures['no_lane_creates_per_s']:.0f} creates/s "
+            f"(p99 {figures['no_lane_create_p99_ms']:.1f} ms), "
+            f"{figures['no_lane_lists_per_s']:.0f} lists/s closed loop "
+            f"(p99 {figures['no_lane_list_p99_ms']:.1f} ms); the lane gains "
+            f"x{figures['lane_creates_gain']:.2f} on creates, x{figures['lane_lists_gain']:.2f} "
+            "on lists"
         )
     if "rated_list_p50_ms" in figures:
         print(

@@ -89,7 +89,8 @@ async def run_engine(
     Raises whatever an actor raises that it cannot handle itself (a migration that fails, a
     port that is taken); the other actors are cancelled first.
     """
-    from web.server import WebContext, run_web  # the web imports the engine, not the reverse
+    from web.context import WebContext  # the web imports the engine, not the reverse
+    from web.server import run_web
 
     metrics = Metrics()
     quarantine = Quarantine(metrics)

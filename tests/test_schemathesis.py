@@ -49,7 +49,7 @@ from engine.feeds.testing import (
     serve_exchange,
     serve_rest,
 )
-from web.state import WebSettings
+from web.context import WebSettings
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,9 @@ from engine.errors import Forbidden, Unauthorized
 from engine.model import User
 from web import validation as v
 from web.auth import ACCESS, REFRESH
+from web.context import State
+from web.http import json_response, page_links, read_json
 from web.spec import Param, Route, ok, problems, ref
-from web.state import State, json_response, page_links, read_json
 
 
 def user_view(user: User) -> dict[str, Any]:

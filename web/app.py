@@ -8,12 +8,17 @@ ours by class, the framework's (404 route, 405 method, 413 body) by status, anyt
 What a path serves is decided once, by the router (:class:`Methods`): a 405's ``Allow`` and the
 answer to ``OPTIONS`` (204 with ``Allow``, no token needed) are both read from it, and a
 trailing slash is optional on every path (the document lists what each spelling serves).
+
+:func:`create_app` returns a :class:`WebApp`: the Quart app, the ASGI app the server serves
+(the Quart app behind ``web/fastlane.py``), the shared :class:`State` whose batchers the
+server runs, and the routes.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from quart import Response, request
@@ -26,21 +31,33 @@ from engine.errors import ApiError, Conflict, StoreUnavailable
 from web import accounts, alerts, legacy, ops, prices
 from web.auth import ACCESS, AttemptLimiter, PasswordHasher, TokenCodec, bearer_token
 from web.batcher import CreateBatcher, ListBatcher
-from web.fastlane import FastLane
+from web.context import State, WebContext, WebSettings
+from web.fastlane import ASGIApp, FastLane
 from web.openapi import build_spec
 from web.problems import INTERNAL, allowed_only, from_error, from_http, options_answer, problem
 from web.spec import Route
-from web.state import State, WebSettings
 from web.validation import Body
-
-if TYPE_CHECKING:  # web.server imports this module
-    from web.server import WebContext
 
 log = logging.getLogger(__name__)
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class WebApp:
+    """One engine's web application, as :func:`create_app` built it.
+
+    ``asgi`` is what a server serves (``quart`` behind the fast lane); ``state.creates`` and
+    ``state.lists`` are the batchers the server must run (:func:`web.server.run_web` does);
+    ``routes`` are every route served, in the document's order.
+    """
+
+    quart: QuartTrio
+    asgi: ASGIApp
+    state: State
+    routes: list[Route]
 
 
 class PathId(IntegerConverter):
@@ -86,10 +103,11 @@ class Methods:
 
 def all_routes(ctx: WebContext) -> list[Route]:
     """Every route the app serves, in the order the document lists them."""
-    historic = legacy.routes(ctx)
+    account_routes = accounts.routes()
+    historic = legacy.routes(ctx, account_routes)
     # A historic route given again in web/legacy.py (with every seed client's body) wins.
     taken = {(route.method, route.path) for route in historic}
-    routes = [*accounts.routes(), *alerts.routes(ctx), *prices.routes(ctx), *ops.routes()]
+    routes = [*account_routes, *alerts.routes(ctx), *prices.routes(ctx), *ops.routes()]
     return [*(r for r in routes if (r.method, r.path) not in taken), *historic]
 
 
@@ -110,14 +128,12 @@ def _view(state: State, route: Route) -> Any:
     return public
 
 
-def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None) -> QuartTrio:
+def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None) -> WebApp:
     """The application for one engine; ``secret`` signs tokens (see ``auth.resolve_secret``).
 
-    Serve it with :func:`web.server.run_web`, which also runs the app's batchers
-    (``app.extensions["triggerbook"].creates`` and ``.lists``): without them an alert create or
-    an unfiltered list would wait forever.
-    The server serves ``app.extensions["triggerbook.asgi"]``: the app behind its fast lane
-    (``web/fastlane.py``).
+    Serve ``.asgi`` with :func:`web.server.run_web`, which also runs the app's batchers
+    (``.state.creates`` and ``.lists``): without them an alert create or an unfiltered list
+    would wait forever.
     """
     settings = settings or WebSettings()
     app = QuartTrio(__name__, static_folder=None)
@@ -149,11 +165,8 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
             methods=[route.method],
             provide_automatic_options=False,
         )
-    app.extensions["triggerbook"] = state
-    app.extensions["triggerbook.routes"] = routes
-    app.extensions["triggerbook.methods"] = Methods(app.url_map, routes)
-    _install_error_handlers(app)
-    app.extensions["triggerbook.asgi"] = FastLane(app, state, error_response, settings.max_body)
+    _install_error_handlers(app, Methods(app.url_map, routes))
+    asgi = FastLane(app, state, error_response, settings.max_body, enabled=settings.fast_lane)
     metrics = ctx.metrics
 
     @app.after_request
@@ -162,7 +175,7 @@ def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None
         metrics.http_requests.inc(method=method, status=str(response.status_code))
         return response
 
-    return app
+    return WebApp(app, asgi, state, routes)
 
 
 def error_response(error: BaseException, method: str, path: str) -> Response:
@@ -190,9 +203,7 @@ def routing_answer(methods: Methods, method: str, path: str) -> Response:
     return allowed_only(allow)
 
 
-def _install_error_handlers(app: QuartTrio) -> None:
-    methods: Methods = app.extensions["triggerbook.methods"]
-
+def _install_error_handlers(app: QuartTrio, methods: Methods) -> None:
     @app.errorhandler(Exception)
     async def handle(error: Exception) -> Response:
         if isinstance(error, NoRoute | MethodNotAllowed):  # the router's, never a handler's

@@ -13,10 +13,14 @@ answers with its usual problem+json. Nothing is written before the hand-over poi
 request is ever handled twice with effect.
 
 After the write of a create, errors are answered here with the app's own responses
-(``web.app.error_response``). Every response is counted in ``http_requests`` as the app does.
+(``error_response``, handed in by ``web.app.create_app``). Every response is counted in
+``http_requests`` as the app does.
 
 Every request the app answers goes through an :class:`_Exchange`, which keeps the connection
 sound when an answer comes before the body was read (a 405, 404, 401, 413 ...): see there.
+
+``enabled=False`` (``WebSettings.fast_lane``) hands every request over: the app alone, behind
+the same ``_Exchange``, which is what ``benchmarks/api_load.py`` measures the lane against.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ import trio
 from werkzeug.sansio.utils import get_current_url, get_host
 
 from engine.errors import ApiError, StoreUnavailable
-from web import alerts
+from web import alert_core as core
 from web import validation as v
 from web.auth import ACCESS, bearer_token
-from web.state import State
+from web.context import State
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -66,8 +70,11 @@ class FastLane:
         error_response: ERROR_HOOK,
         max_body: int,
         drain_s: float = DRAIN_S,
+        *,
+        enabled: bool = True,
     ) -> None:
         self._app = app
+        self._enabled = enabled
         self._drain_s = drain_s
         self._state = state
         self._error_response = error_response
@@ -82,7 +89,12 @@ class FastLane:
             await self._app(scope, receive, send)
             return
         method = scope["method"]
-        if scope["path"] != PATH or scope.get("root_path", "") or method not in ("GET", "POST"):
+        if (
+            not self._enabled
+            or scope["path"] != PATH
+            or scope.get("root_path", "")
+            or method not in ("GET", "POST")
+        ):
             await self._hand_over(scope, receive, send)
             return
         received: list[Message] = []
@@ -136,7 +148,7 @@ class FastLane:
                 self._bases.clear()
             self._bases[key] = base
         try:
-            payload = await alerts.alert_page(self._state, user_id, query, base)
+            payload = await core.alert_page(self._state, user_id, query, base)
         except (ApiError, StoreUnavailable):
             raise _HandOver from None  # the app answers (and logs) it as usual; nothing changed
         return _json(200, self._state.encoder.encode(payload))
@@ -167,18 +179,18 @@ class FastLane:
         if len(body) != int(length):
             raise _HandOver
         try:
-            fields = self._state.bodies[alerts.CREATE].clean(v.parse_json_object(body))
-            row = await alerts.parse_create(self._state, user_id, fields)
+            fields = self._state.bodies[core.CREATE].clean(v.parse_json_object(body))
+            row = await core.parse_create(self._state, user_id, fields)
         except ApiError:
             raise _HandOver from None
         # Past this point the request has an effect: errors are answered here, as the app would.
         try:
-            alert = await alerts.write_create(self._state, row)
+            alert = await core.write_create(self._state, row)
         except Exception as error:  # answered (and logged) like the app's handlers, not hidden
             response = self._error_response(error, "POST", PATH)
             headers = [(k.lower().encode(), val.encode()) for k, val in response.headers.items()]
             return response.status_code, headers, await response.get_data()
-        return _json(201, self._state.encoder.encode(alerts.alert_view(alert, self._state)))
+        return _json(201, self._state.encoder.encode(core.alert_view(alert, self._state)))
 
 
 def _json(status: int, body: bytes) -> Answer:

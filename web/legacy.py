@@ -1,7 +1,8 @@
 """The routes and bodies the seed clients (``../shared/seeds/``) were written against.
 
 Every handler here translates the historic request into the canonical one and runs the canonical
-code (``web/alerts.py``, ``web/accounts.py``): nothing is validated or written twice.
+code (``web/alert_core.py``; the account aliases reuse the canonical account routes that
+``routes`` is handed): nothing is validated or written twice.
 
 - BookMyTrigger serves its API at both ``/api/`` and ``/``: ``POST alerts/create/`` with
   ``{"value": ...}`` answers 201 with ``value``, ``user``, ``status`` and ``comparison``
@@ -20,19 +21,18 @@ and prices stay exact decimal strings.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from quart import Response, request
 
 from engine.errors import ValidationFailed
-from web import accounts, alerts, markets
+from web import alert_core as core
+from web import markets
 from web import validation as v
+from web.context import State, WebContext
+from web.http import json_response, read_json
 from web.spec import COMPONENTS, STR, Param, Route, Schema, ok, page_of, problems, ref
-from web.state import State, json_response, read_json
-
-if TYPE_CHECKING:
-    from web.server import WebContext
 
 SEED_CREATE = "SeedAlertCreate"
 TARGETS = ("target_price", "price", "trigger_value", "value")
@@ -54,7 +54,7 @@ class SeedBody(v.Body):
 
 def seed_body(ctx: WebContext) -> SeedBody:
     """The canonical create rules, plus the seeds' names for the target and the symbol."""
-    canonical = alerts.create_body(ctx)
+    canonical = core.create_body(ctx)
     rules = {**canonical.required, **canonical.optional}
     return SeedBody(
         SEED_CREATE,
@@ -68,7 +68,7 @@ def seed_body(ctx: WebContext) -> SeedBody:
         },
         "every seed client's create body: the target as exactly one of "
         f"{', '.join(TARGETS)}; the symbol as symbol or cryptocurrency (default "
-        f"{alerts.LEGACY_SYMBOL}); status, when sent, must be 'created'",
+        f"{core.LEGACY_SYMBOL}); status, when sent, must be 'created'",
         conditions=markets.symbol_conditions(ctx, SYMBOLS),
     )
 
@@ -98,9 +98,9 @@ async def create_alert(state: State, user_id: int) -> Response:
     symbol = _one_of(fields, SYMBOLS)
     canonical = {k: val for k, val in fields.items() if k not in (*TARGETS, *SYMBOLS, "status")}
     canonical["target_price"] = fields[target]
-    canonical["symbol"] = fields[symbol] if symbol else alerts.LEGACY_SYMBOL
-    alert = await alerts.create(state, user_id, canonical)
-    view = seed_view(alerts.alert_view(alert, state), user_id)
+    canonical["symbol"] = fields[symbol] if symbol else core.LEGACY_SYMBOL
+    alert = await core.create(state, user_id, canonical)
+    view = seed_view(core.alert_view(alert, state), user_id)
     if target in ("price", "trigger_value"):
         view[target] = view["target_price"]
     return json_response(state, view, 201)
@@ -119,7 +119,7 @@ async def list_alerts(state: State, user_id: int) -> Response:
             disjoint = set(markets.spellings(state.ctx, crypto, given)).isdisjoint(ours)
         else:
             query["symbol"] = crypto
-    payload = await alerts.alert_page(state, user_id, query, request.base_url)
+    payload = await core.alert_page(state, user_id, query, request.base_url)
     if disjoint:
         payload = {"count": 0, "next": None, "previous": None, "results": []}
     payload["results"] = [seed_view(view, user_id) for view in payload["results"]]
@@ -128,7 +128,7 @@ async def list_alerts(state: State, user_id: int) -> Response:
 
 async def delete_alert(state: State, user_id: int, alert_id: int) -> Response:
     """The canonical soft delete, answered 204 as the seeds' clients expect."""
-    await alerts.delete_alert(state, user_id, alert_id)
+    await core.delete(state, user_id, alert_id)
     response = Response(b"", status=204)
     response.headers.pop("Content-Type", None)
     return response
@@ -163,8 +163,8 @@ _GONE = {**ok(204, "deleted (or already fired/deleted)", None), **problems(401, 
 _LISTED = {**ok(200, "a page of alerts, newest first", ref("SeedAlertList")), **problems(401, 422)}
 
 
-def _account_alias(path: str, canonical: str) -> Route:
-    route = next(r for r in accounts.routes() if r.path == canonical)
+def _account_alias(accounts: Sequence[Route], path: str, canonical: str) -> Route:
+    route = next(r for r in accounts if r.path == canonical)
     return dataclasses.replace(
         route,
         path=path,
@@ -174,10 +174,11 @@ def _account_alias(path: str, canonical: str) -> Route:
     )
 
 
-def routes(ctx: WebContext) -> list[Route]:
-    """The seed clients' routes."""
+def routes(ctx: WebContext, accounts: Sequence[Route]) -> list[Route]:
+    """The seed clients' routes; ``accounts`` are the canonical account routes (the seeds'
+    register and login are aliases of theirs)."""
     body = seed_body(ctx)
-    listed = alerts.list_params(ctx)
+    listed = core.list_params(ctx)
     symbol = next(p for p in listed if p.name == "symbol")
     query = (*listed, Param("cryptocurrency", symbol.schema, "the same as symbol"))
 
@@ -205,8 +206,8 @@ def routes(ctx: WebContext) -> list[Route]:
         )
 
     return [
-        _account_alias("/auth/register/", "/api/auth/register"),
-        _account_alias("/auth/login/", "/api/auth/login"),
+        _account_alias(accounts, "/auth/register/", "/api/auth/register"),
+        _account_alias(accounts, "/auth/login/", "/api/auth/login"),
         create("/api/alerts/create/"),
         create("/alerts/create/"),
         Route(

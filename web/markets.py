@@ -20,7 +20,7 @@ from engine.errors import ValidationFailed
 from web import validation as v
 
 if TYPE_CHECKING:
-    from web.server import WebContext
+    from web.context import WebContext
 
 DEFAULT_EXCHANGE = "binance"
 # A symbol as text; each exchange then reads its own spelling (``FeedRegistry.symbol_pattern``,

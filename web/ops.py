@@ -14,9 +14,10 @@ import trio
 from quart import Response
 
 from engine.errors import StoreUnavailable
+from web.context import State
+from web.http import json_response
 from web.problems import NOT_READY, problem
 from web.spec import Route, ok, problems, ref
-from web.state import State, json_response
 
 READY_TIMEOUT_S = 2.0
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"

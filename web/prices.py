@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from quart import Response, request
 
@@ -12,11 +12,9 @@ from engine.errors import NotFound, ValidationFailed
 from engine.model import Tick
 from web import markets
 from web import validation as v
+from web.context import State, WebContext
+from web.http import json_response, plain
 from web.spec import Param, Route, ok, problems, ref
-from web.state import State, json_response, plain
-
-if TYPE_CHECKING:
-    from web.server import WebContext
 
 
 def price_view(tick: Tick, now_ns: int) -> dict[str, Any]:

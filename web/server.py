@@ -9,8 +9,6 @@ whatever is left is cancelled.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -18,37 +16,9 @@ from hypercorn.trio import serve
 
 from web.app import create_app
 from web.auth import resolve_secret
-from web.state import State, WebSettings
-
-if TYPE_CHECKING:
-    from engine.book.actor import LastPrices
-    from engine.book.book import TriggerBook
-    from engine.config import Config
-    from engine.feeds.registry import FeedRegistry
-    from engine.feeds.status import FeedStates
-    from engine.feeds.symbols import SymbolDirectory
-    from engine.metrics import Metrics
-    from engine.model import BookCommand
-    from engine.quarantine import Quarantine
-    from engine.store import Store
+from web.context import WebContext, WebSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class WebContext:
-    """The engine's parts the web layer uses; built by ``engine/app.py``."""
-
-    config: Config
-    store: Store
-    commands: trio.MemorySendChannel[BookCommand]
-    prices: LastPrices
-    feeds: FeedRegistry
-    feed_states: FeedStates
-    metrics: Metrics
-    book: TriggerBook
-    quarantine: Quarantine
-    symbols: SymbolDirectory
 
 
 def hypercorn_config(host: str, port: int, grace_s: float) -> HypercornConfig:
@@ -83,7 +53,7 @@ async def run_web(
     settings = settings or WebSettings()
     secret = await resolve_secret(ctx.config)
     app = create_app(ctx, secret, settings)
-    state: State = app.extensions["triggerbook"]
+    state = app.state
     hconfig = hypercorn_config(ctx.config.http.host, ctx.config.http.port, settings.grace_s)
     shutdown = trio.Event()
 
@@ -100,7 +70,7 @@ async def run_web(
                     await batching.start(state.creates.run)
                     await batching.start(state.lists.run)
                     await serve(
-                        app.extensions["triggerbook.asgi"],
+                        app.asgi,
                         hconfig,
                         shutdown_trigger=shutdown.wait,
                         task_status=task_status,

@@ -35,10 +35,10 @@ from engine.feeds.symbols import SymbolDirectory
 from engine.metrics import Metrics
 from engine.model import BookCommand, Fire, Tick
 from engine.quarantine import Quarantine
-from web.app import create_app
+from web.app import WebApp, create_app
 from web.auth import PasswordHasher
-from web.server import WebContext, run_web
-from web.state import WebSettings
+from web.context import WebContext, WebSettings
+from web.server import run_web
 
 SETTINGS = WebSettings(bcrypt_rounds=4, login_per_user=3, login_per_address=6, grace_s=1.0)
 PASSWORD = "correct horse battery"
@@ -154,7 +154,7 @@ class Api:
 
 
 def _check_response(
-    app: Any, doc: dict[str, Any], seen: list[tuple[str, str, int]], response: httpx.Response
+    app: WebApp, doc: dict[str, Any], seen: list[tuple[str, str, int]], response: httpx.Response
 ) -> None:
     request = response.request
     status = response.status_code
@@ -165,7 +165,7 @@ def _check_response(
     )
     if request.method in ("OPTIONS", "HEAD"):  # answered by the router (tests/web/test_protocol.py)
         return
-    adapter = app.url_map.bind("localhost")
+    adapter = app.quart.url_map.bind("localhost")
     try:
         endpoint, _args = adapter.match(request.url.path, method=request.method)
     except (NotFound, MethodNotAllowed):
@@ -173,7 +173,7 @@ def _check_response(
         validate(body, {"$ref": "#/components/schemas/Problem"}, doc)
         return
     method = endpoint.split(" ", 1)[0]
-    route = next(r for r in app.extensions["triggerbook.routes"] if r.endpoint == endpoint)
+    route = next(r for r in app.routes if r.endpoint == endpoint)
     operation = doc["paths"][route.path][method.lower()]
     documented = operation["responses"]
     if str(status) not in documented:
@@ -214,9 +214,10 @@ async def start_api(
     environ: dict[str, str] | None = None,
     *,
     plugins: bool = False,
+    settings: WebSettings = SETTINGS,
 ) -> AsyncIterator[Api]:
     """The server over ``store`` and a real book, configured by ``environ`` (overrides), with
-    the installed plugins loaded when ``plugins``."""
+    the installed plugins loaded when ``plugins``, served with ``settings``."""
     registry = load_registry(entry_points=plugins)
     (tmp_path / "config.toml").write_text("")
     config = load_config(
@@ -259,12 +260,12 @@ async def start_api(
             quarantine,
         )
         nursery.start_soon(_relay, relay_receive, relay_send, sent)
-        port = await nursery.start(partial(run_web, ctx, settings=SETTINGS))
+        port = await nursery.start(partial(run_web, ctx, settings=settings))
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=10) as plain:
         doc = (await plain.get("/openapi.json")).json()
     api = Api(httpx.AsyncClient(), base, port, ctx, sent, prices, doc)
-    matcher = create_app(ctx, "unused", SETTINGS)  # the same routes, for matching URLs only
+    matcher = create_app(ctx, "unused", settings)  # the same routes, for matching URLs only
 
     async def check(response: httpx.Response) -> None:
         await response.aread()

@@ -187,7 +187,7 @@ async def test_openapi_describes_every_served_route(api: Any) -> None:
         assert doc["openapi"].startswith("3.1")
         from web.app import create_app
 
-        app = create_app(api.ctx, "x")
+        app = create_app(api.ctx, "x").quart
         served = {
             (method, rule.rule)
             for rule in app.url_map.iter_rules()

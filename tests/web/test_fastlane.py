@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import trio
 
 from engine.errors import StoreUnavailable
+from tests.web.conftest import SETTINGS, start_api
 from web.fastlane import FastLane
 
 BODY = {"symbol": "BTCUSDT", "target_price": "100.5", "direction": "above"}
@@ -152,3 +154,22 @@ async def test_the_lane_counts_its_responses(api: Any) -> None:
             after = (await plain.get("/metrics")).text
         assert _served(after, "POST", 201) == _served(before, "POST", 201) + 1
         assert _served(after, "GET", 200) == _served(before, "GET", 200) + 2  # and /metrics
+
+
+async def test_switched_off_the_app_answers_alike(
+    store: Any, nursery: trio.Nursery, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``WebSettings(fast_lane=False)``, what benchmarks/api_load.py compares the lane with:
+    nothing takes the lane, and creates and lists answer as they do through it."""
+    off = dataclasses.replace(SETTINGS, fast_lane=False)
+    lists, creates = _count_calls(monkeypatch, "_list"), _count_calls(monkeypatch, "_create")
+    with trio.fail_after(30):
+        async with start_api(store, nursery, tmp_path, settings=off) as api:
+            h = await api.user("unlaned")
+            r = await api.client.post("/api/alerts", json=BODY, headers=h)
+            assert r.status_code == 201
+            assert r.json()["target_price"] == "100.5"
+            listed = await api.client.get("/api/alerts?page_size=1", headers=h)
+            assert listed.status_code == 200
+            assert listed.json()["results"] == [r.json()]
+    assert lists == creates == []

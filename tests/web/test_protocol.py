@@ -17,8 +17,8 @@ import httpx
 import pytest
 import trio
 
+from web.context import MAX_BODY
 from web.fastlane import DRAIN_S
-from web.state import MAX_BODY
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
 BODY = b'{"symbol": "BTCUSDT", "target_price": "1"}'

@@ -1,61 +1,18 @@
-"""What every handler shares: the engine's parts, the token codec, the hasher, the limiters; and
-the two request helpers every JSON route uses (read a body, write a response)."""
+"""The request and response helpers every JSON route uses: read a body, write a response,
+spell a decimal, link the pages of a list. Below the handlers; above :mod:`web.context`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 from urllib.parse import urlencode
 
-import msgspec
 from quart import Response, request
 
 from engine.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
-from web.auth import AttemptLimiter, PasswordHasher, TokenCodec
-from web.batcher import CreateBatcher, ListBatcher
-from web.validation import Body, parse_json_object
-
-if TYPE_CHECKING:
-    from web.server import WebContext
-
-MAX_BODY = 16 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class WebSettings:
-    """Knobs of the web layer that are not in the configuration file (tests turn them down).
-
-    ``bcrypt_rounds`` is bcrypt's cost; ``login_*`` bound failed logins per username and per
-    client address within ``login_window_s``; ``grace_s`` is how long in-flight requests may
-    finish once the server is cancelled.
-    """
-
-    bcrypt_rounds: int = 12
-    bcrypt_threads: int = 2
-    max_body: int = MAX_BODY
-    login_per_user: int = 5
-    login_per_address: int = 20
-    login_window_s: float = 300.0
-    grace_s: float = 5.0
-
-
-@dataclass(slots=True)
-class State:
-    """The web layer's collaborators, built once per server by :func:`web.app.create_app`."""
-
-    ctx: WebContext
-    settings: WebSettings
-    tokens: TokenCodec
-    hasher: PasswordHasher
-    by_user: AttemptLimiter
-    by_address: AttemptLimiter
-    creates: CreateBatcher  # run by web.server.run_web
-    lists: ListBatcher  # run by web.server.run_web
-    encoder: msgspec.json.Encoder = field(default_factory=msgspec.json.Encoder)
-    bodies: dict[str, Body] = field(default_factory=dict)  # each route's body rules, by name
-    openapi: bytes = b""  # the encoded document, built once by create_app
+from web.context import State
+from web.validation import parse_json_object
 
 
 async def read_json(max_body: int) -> dict[str, Any]:

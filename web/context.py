@@ -1,0 +1,88 @@
+"""The bottom of the web layer: what every other web module is handed, and nothing that serves.
+
+:class:`WebContext` is the engine's parts the web uses (built by ``engine/app.py``),
+:class:`WebSettings` the web's knobs that are not in the configuration file, and :class:`State`
+the collaborators built once per app (:func:`web.app.create_app`) and passed to every handler.
+This module imports only the engine and the web's own leaf modules (auth, batcher, validation),
+so everything above may import it and it imports nothing above.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import msgspec
+import trio
+
+from web.auth import AttemptLimiter, PasswordHasher, TokenCodec
+from web.batcher import CreateBatcher, ListBatcher
+from web.validation import Body
+
+if TYPE_CHECKING:
+    from engine.book.actor import LastPrices
+    from engine.book.book import TriggerBook
+    from engine.config import Config
+    from engine.feeds.registry import FeedRegistry
+    from engine.feeds.status import FeedStates
+    from engine.feeds.symbols import SymbolDirectory
+    from engine.metrics import Metrics
+    from engine.model import BookCommand
+    from engine.quarantine import Quarantine
+    from engine.store import Store
+
+MAX_BODY = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WebContext:
+    """The engine's parts the web layer uses; built by ``engine/app.py``."""
+
+    config: Config
+    store: Store
+    commands: trio.MemorySendChannel[BookCommand]
+    prices: LastPrices
+    feeds: FeedRegistry
+    feed_states: FeedStates
+    metrics: Metrics
+    book: TriggerBook
+    quarantine: Quarantine
+    symbols: SymbolDirectory
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """Knobs of the web layer that are not in the configuration file (tests turn them down).
+
+    ``bcrypt_rounds`` is bcrypt's cost; ``login_*`` bound failed logins per username and per
+    client address within ``login_window_s``; ``grace_s`` is how long in-flight requests may
+    finish once the server is cancelled. ``fast_lane`` serves the hottest requests past Quart
+    (``web/fastlane.py``); off, every request goes through the app, which is what
+    ``benchmarks/api_load.py`` compares it with.
+    """
+
+    bcrypt_rounds: int = 12
+    bcrypt_threads: int = 2
+    max_body: int = MAX_BODY
+    login_per_user: int = 5
+    login_per_address: int = 20
+    login_window_s: float = 300.0
+    grace_s: float = 5.0
+    fast_lane: bool = True
+
+
+@dataclass(slots=True)
+class State:
+    """The web layer's collaborators, built once per server by :func:`web.app.create_app`."""
+
+    ctx: WebContext
+    settings: WebSettings
+    tokens: TokenCodec
+    hasher: PasswordHasher
+    by_user: AttemptLimiter
+    by_address: AttemptLimiter
+    creates: CreateBatcher  # run by web.server.run_web
+    lists: ListBatcher  # run by web.server.run_web
+    encoder: msgspec.json.Encoder = field(default_factory=msgspec.json.Encoder)
+    bodies: dict[str, Body] = field(default_factory=dict)  # each route's body rules, by name
+    openapi: bytes = b""  # the encoded document, built once by create_app
