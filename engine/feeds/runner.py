@@ -14,7 +14,8 @@ spread over *slots* of at most ``max_streams_per_connection``; each slot keeps o
   :class:`FeedStale` and a reconnect. Waiting on a full book is not staleness;
 - the reconnect loop catches the named set :data:`RECONNECT_ERRORS` only, sleeps
   ``uniform(0, min(cap, base * 2**attempt))`` (full jitter, ``engine.backoff``), resets the
-  attempt count once a connection stayed up ``healthy_after_s``, logs with ``exc_info``;
+  attempt count once a connection stayed up ``healthy_after_s``, logs one line per attempt with
+  the real cause (:func:`failure_reason`; the traceback at debug level);
   anything else propagates and stops the engine (a bug must not become a silent reconnect loop);
 - a documented forced disconnect (``forced_disconnect_after_s``, Binance's 24 h) is preempted:
   ``handover_lead_s`` before it, the slot opens the next connection, subscribes, waits for its
@@ -151,6 +152,29 @@ def first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     return exc
 
 
+def failure_reason(exc: BaseException) -> str:
+    """One line saying what really failed: the error's type and words, followed by those of
+    what caused it (trio-websocket's ``HandshakeError`` has no words of its own and wraps an
+    ``OSError`` that wraps the group of each address's ``ConnectionRefusedError``)."""
+    words: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BaseExceptionGroup):
+            words.append("; ".join(failure_reason(leaf) for leaf in current.exceptions))
+            break
+        text = str(current).strip()
+        if current is not exc:
+            text = f"{type(current).__name__}: {text}" if text else ""
+        if text and not any(text in known for known in words):
+            words.append(text)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    return ": ".join([type(exc).__name__, *words])
+
+
 class ExchangeFeed:
     """The actor of one WebSocket exchange: demand -> slots -> connections -> ticks."""
 
@@ -265,15 +289,17 @@ class ExchangeFeed:
     def failed(self, exc: BaseException, delay: float) -> None:
         """Account for a lost or failed connection before backing off ``delay`` seconds."""
         self.state.reconnects += 1
-        self.state.last_error = f"{type(exc).__name__}: {exc}"
+        self.state.last_error = failure_reason(exc)
         self.metrics.feed_reconnects.inc(exchange=self.name)
+        # One line per attempt with the real cause; the traceback only at debug level (an
+        # exchange that is down for an hour must not fill the log with tracebacks).
         log.warning(
             "%s: connection failed (%s); reconnecting in %.2fs",
             self.name,
             self.state.last_error,
             delay,
-            exc_info=exc,
         )
+        log.debug("%s: the failed connection's traceback", self.name, exc_info=exc)
 
 
 class _Slot:

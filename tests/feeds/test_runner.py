@@ -361,3 +361,30 @@ async def test_back_pressure_is_not_staleness(net_clock: trio.testing.MockClock)
             assert [t.price for t in await h.ticks(3)] == [Decimal(1), Decimal(2), Decimal(3)]
             assert h.state.reconnects == 0 and len(h.server.connections) == 1
             nursery.cancel_scope.cancel()
+
+
+async def test_a_refused_connection_logs_one_line_with_the_real_cause(
+    net_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A port nobody listens on: each attempt is one warning naming "Connection refused" (not
+    a traceback, not an empty ``HandshakeError:``), and /readyz's last_error says the same."""
+    listener = (await trio.open_tcp_listeners(0, host="127.0.0.1"))[0]
+    port = listener.socket.getsockname()[1]
+    await listener.aclose()  # the port is free: connecting to it is refused
+    states, metrics = FeedStates(), Metrics()
+    state = states.get("binance")
+    demand = ManualDemand()
+    demand.set("binance", ["BTCUSDT"])
+    feed = runner.ExchangeFeed(Binance({"url": f"ws://127.0.0.1:{port}"}), demand, state, metrics)
+    send, _recv = trio.open_memory_channel[Tick](10)
+    with trio.fail_after(120), caplog.at_level(logging.WARNING, logger="engine.feeds.runner"):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(feed.run, send)
+            await eventually(lambda: state.reconnects >= 3)
+            nursery.cancel_scope.cancel()
+    failures = [r for r in caplog.records if "connection failed" in r.getMessage()]
+    assert len(failures) >= 3
+    assert all(r.exc_info is None for r in failures)  # no traceback per attempt
+    assert "Connection refused" in failures[0].getMessage()
+    assert state.last_error is not None and "Connection refused" in state.last_error
+    assert "HandshakeError" in state.last_error
