@@ -257,7 +257,8 @@ class Binance(Exchange):
 
         Raises :class:`BadFrame` (``not-json``, ``unknown-event``, ``bad-price``, ``bad-field``),
         :class:`SubscriptionRejected` for an error reply (with the symbols of that request), and
-        :class:`FeedClosed` for ``serverShutdown`` so the runner reconnects at once.
+        :class:`FeedClosed` for ``serverShutdown``: the runner drops the connection and reconnects
+        after its usual backoff.
         """
         if self._fast_suffix:  # trade/aggTrade: one decode; anything odd takes the full path
             try:
