@@ -388,3 +388,56 @@ async def test_a_refused_connection_logs_one_line_with_the_real_cause(
     assert "Connection refused" in failures[0].getMessage()
     assert state.last_error is not None and "Connection refused" in state.last_error
     assert "HandshakeError" in state.last_error
+
+
+# Every kind of frame the inlined receive loop must treat as the plain path does: trades (hot
+# path), an ack, garbage, a bad price, an unknown event, a tick out of range, a time out of range.
+MIXED_FRAMES = [
+    trade("BTCUSDT", "70000.10", 1_700_000_000_001),
+    '{"result": null, "id": 99}',
+    "not json at all",
+    trade("BTCUSDT", "x", 1_700_000_000_002),
+    '{"stream": "btcusdt@kline_1m", "data": {}}',
+    trade("BTCUSDT", "1E+30", 1_700_000_000_003),
+    trade("ETHUSDT", "3500.5", 10_000_000_000_000_000),
+    trade("ETHUSDT", "3500.50", 1_700_000_000_004),
+    trade("BTCUSDT", "0.000000000000000001", 1_700_000_000_005),
+]
+
+
+def _plain_path(frames: list[str]) -> tuple[list[tuple[str, Decimal, int]], dict[str, float]]:
+    """The frames through ``_Session._parse``, the runner's plain (not inlined) path."""
+    metrics = Metrics()
+    feed = runner.ExchangeFeed(
+        Binance({"url": "ws://127.0.0.1:1"}), ManualDemand(), FeedStates().get("binance"), metrics
+    )
+    session = runner._Session(runner._Slot(feed))
+    ticks = [t for n, frame in enumerate(frames) for t in session._parse(frame, n + 1)]
+    return [(t.symbol, t.price, t.exchange_time_ms) for t in ticks], _skipped(metrics)
+
+
+def _skipped(metrics: Metrics) -> dict[str, float]:
+    return {
+        kind: metrics.frames_skipped.get(exchange="binance", kind=kind)
+        for kind in ("not-json", "bad-price", "unknown-event", "out-of-range", "bad-field")
+    }
+
+
+async def test_the_inlined_receive_loop_matches_the_plain_parse_path() -> None:
+    """``_Session.receive`` inlines parse, the range check and the dedupe for speed (bench
+    feed); on the same frames it must give the same ticks and count the same skipped frames as
+    the plain ``_Session._parse``."""
+    expected_ticks, expected_skipped = _plain_path(MIXED_FRAMES)
+    assert len(expected_ticks) == 3 and sum(expected_skipped.values()) == 5  # the test bites
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery)
+            h.want("BTCUSDT", "ETHUSDT")
+            await h.server.wait_until(lambda: h.server.subscribed() == {"BTCUSDT", "ETHUSDT"})
+            for frame in MIXED_FRAMES:
+                await h.server.send(frame)
+            ticks = await h.ticks(len(expected_ticks))
+            await eventually(lambda: _skipped(h.metrics) == expected_skipped)
+            nursery.cancel_scope.cancel()
+    assert [(t.symbol, t.price, t.exchange_time_ms) for t in ticks] == expected_ticks
+    assert [str(t.price) for t in ticks] == [str(p) for _, p, _ in expected_ticks]
