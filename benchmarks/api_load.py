@@ -68,9 +68,10 @@ async def _serve(data_dir: Path, fast_lane: bool = True) -> None:
     from engine.feeds.symbols import SymbolDirectory
     from engine.metrics import Metrics
     from engine.model import BookCommand, Fire, Tick
+    from engine.parts import Parts
     from engine.quarantine import Quarantine
     from engine.store import open_store
-    from web.context import WebContext, WebSettings
+    from web.context import WebSettings
     from web.server import run_web
 
     registry = load_registry(entry_points=False)
@@ -92,17 +93,18 @@ async def _serve(data_dir: Path, fast_lane: bool = True) -> None:
     quarantine = Quarantine(metrics)
 
     async with trio_asyncio.open_loop(), open_store(config.database) as store:
-        ctx = WebContext(
+        ctx = Parts(
             config=config,
             store=store,
+            book=book,
             commands=send,
             prices=prices,
+            demand=Demand(),
             feeds=registry,
             feed_states=FeedStates(),
-            metrics=metrics,
-            book=book,
-            quarantine=quarantine,
             symbols=SymbolDirectory.for_config(registry, config, metrics),
+            metrics=metrics,
+            quarantine=quarantine,
         )
         settle_heap()  # as the engine does once loaded
         async with trio.open_nursery() as nursery:
@@ -113,7 +115,7 @@ async def _serve(data_dir: Path, fast_lane: bool = True) -> None:
                 receive,
                 fires_send,
                 prices,
-                Demand(),
+                ctx.demand,
                 metrics,
                 quarantine,
             )

@@ -1,9 +1,10 @@
 """The engine: one ``trio.run``, one root nursery, actors that talk only through memory channels.
 
-Read ``run_engine`` top to bottom: the store, then the book, then the fire recorder, then the
-symbol directory (each exchange's traded symbols), then the feeds, then the web. Each actor is
-started with ``await nursery.start(...)``, so the next one begins only once the previous one is
-ready, and an error in any of them cancels all of them.
+Read ``run_engine`` top to bottom: it opens the store, loads the book from it, then starts the
+fire recorder, the book, the symbol directory (each exchange's traded symbols), the feeds, and
+last the web. Each actor is started with ``await nursery.start(...)``, so the next one begins
+only once the previous one is ready, and an error in any of them cancels all of them. The parts
+are built once, into one :class:`~engine.parts.Parts` that the web is handed.
 
     feeds --ticks--> book --fires--> fire recorder (store, outbox) --> sinks (later)
       ^                ^   |
@@ -34,8 +35,10 @@ from engine.feeds.status import FeedStates
 from engine.feeds.symbols import SymbolDirectory, run_symbol_directory
 from engine.metrics import Metrics
 from engine.model import BookCommand, Fire, Tick
+from engine.parts import Parts
 from engine.quarantine import Quarantine
 from engine.store import Store, open_store, run_fire_recorder
+from web.server import run_web  # the root starts the web (the engine-below-web contract allows it)
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +50,15 @@ FIRE_BUFFER = 4096
 
 @dataclass(frozen=True, slots=True)
 class Engine:
-    """What a running engine exposes to whoever started it (the web layer and the tests)."""
+    """What ``run_engine`` reports once everything runs (to the tests and whoever started it).
 
-    config: Config
-    store: Store
-    book: TriggerBook
-    prices: LastPrices
-    demand: Demand
-    feeds: FeedRegistry
-    feed_states: FeedStates
-    metrics: Metrics
-    quarantine: Quarantine
-    commands: trio.MemorySendChannel[BookCommand]
+    The parts and the port stay two things because the port is known only once the web has
+    started, after the parts were built and handed to it: the web never sees a port it would
+    not have yet.
+    """
+
+    parts: Parts
     http_port: int
-    symbols: SymbolDirectory | None = None  # each exchange's traded symbols and REST price
 
 
 # The cyclic collector's thresholds once the engine runs (Python's are 700, 10, 10). Nearly all
@@ -89,20 +87,27 @@ async def run_engine(
     Raises whatever an actor raises that it cannot handle itself (a migration that fails, a
     port that is taken); the other actors are cancelled first.
     """
-    from web.context import WebContext  # the web imports the engine, not the reverse
-    from web.server import run_web
-
     metrics = Metrics()
     quarantine = Quarantine(metrics)
-    prices = LastPrices()
-    demand = Demand()
-    feed_states = FeedStates()
     ticks_send, ticks_recv = trio.open_memory_channel[Tick](TICK_BUFFER)
     commands_send, commands_recv = trio.open_memory_channel[BookCommand](COMMAND_BUFFER)
     fires_send, fires_recv = trio.open_memory_channel[Fire](FIRE_BUFFER)
 
     async with trio_asyncio.open_loop(), open_store(config.database) as store:
         book = await load_book(store, quarantine)
+        parts = Parts(
+            config=config,
+            store=store,
+            book=book,
+            commands=commands_send,
+            prices=LastPrices(),
+            demand=Demand(),
+            feeds=feeds,
+            feed_states=FeedStates(),
+            symbols=SymbolDirectory.for_config(feeds, config, metrics),
+            metrics=metrics,
+            quarantine=quarantine,
+        )
         settle_heap()
 
         async with trio.open_nursery() as nursery:
@@ -115,54 +120,26 @@ async def run_engine(
                 ticks_recv,
                 commands_recv,
                 fires_send,
-                prices,
-                demand,
+                parts.prices,
+                parts.demand,
                 metrics,
                 quarantine,
             )
             # The stored symbol lists are loaded before it reports started (no network wait);
             # the feeds subscribe only what the lists allow, the web refuses unlisted symbols.
-            symbols = SymbolDirectory.for_config(feeds, config, metrics)
-            await nursery.start(run_symbol_directory, symbols, store)
+            await nursery.start(run_symbol_directory, parts.symbols, store)
             await nursery.start(
-                partial(run_feeds, directory=symbols),
+                partial(run_feeds, directory=parts.symbols),
                 config,
                 feeds,
                 ticks_send,
-                demand,
-                feed_states,
+                parts.demand,
+                parts.feed_states,
                 metrics,
             )
-            web = WebContext(
-                config=config,
-                store=store,
-                commands=commands_send,
-                prices=prices,
-                feeds=feeds,
-                feed_states=feed_states,
-                metrics=metrics,
-                book=book,
-                quarantine=quarantine,
-                symbols=symbols,
-            )
-            http_port = await nursery.start(run_web, web)
+            http_port = await nursery.start(run_web, parts)
             log.info("triggerbook ready on http://%s:%d", config.http.host, http_port)
-            task_status.started(
-                Engine(
-                    config,
-                    store,
-                    book,
-                    prices,
-                    demand,
-                    feeds,
-                    feed_states,
-                    metrics,
-                    quarantine,
-                    commands_send,
-                    http_port,
-                    symbols=symbols,
-                )
-            )
+            task_status.started(Engine(parts, http_port))
 
 
 async def load_book(store: Store, quarantine: Quarantine) -> TriggerBook:

@@ -114,12 +114,12 @@ async def _create_all(
 
 def _in_book(engine: Engine, alerts: list[dict[str, Any]]) -> None:
     for alert in alerts:
-        trigger = engine.book.get(alert["id"])
+        trigger = engine.parts.book.get(alert["id"])
         assert trigger is not None, alert
         assert trigger.target == Decimal(alert["target_price"])
         assert trigger.direction.value == alert["direction"]
-    assert len(engine.book) == len(alerts)
-    engine.book._check()
+    assert len(engine.parts.book) == len(alerts)
+    engine.parts.book._check()
 
 
 @settings(

@@ -113,7 +113,7 @@ async def test_an_alert_created_over_the_api_fires_from_a_binance_frame(
                 )
                 assert response.json()["direction"] == "below"
 
-            outbox = await engine.store.pending_outbox()
+            outbox = await engine.parts.store.pending_outbox()
             assert [(row.alert_id, row.channel) for row in outbox] == [(alert["id"], "console")]
             assert outbox[0].payload["triggered_price"] == "70000.10"
             nursery.cancel_scope.cancel()
@@ -139,19 +139,19 @@ async def test_a_restart_rebuilds_the_book_and_resubscribes(tmp_path: Path, data
                     deleted = await client.delete(f"/api/alerts/{gone['id']}", headers=headers)
                     assert deleted.status_code == 200
                 await server.wait_until(lambda: server.subscribed() == {"ETHUSDT", "SOLUSDT"})
-                before = engine.book.snapshot()
+                before = engine.parts.book.snapshot()
                 nursery.cancel_scope.cancel()
             await server.wait_until(lambda: not server.live)
 
             async with trio.open_nursery() as nursery:
                 engine = await nursery.start(run_engine, config, registry)
-                assert engine.book.snapshot() == before
+                assert engine.parts.book.snapshot() == before
                 assert sorted(t.id for t in before) == sorted(kept)
-                engine.book._check()
+                engine.parts.book._check()
                 await server.wait_until(lambda: server.subscribed() == {"ETHUSDT", "SOLUSDT"})
                 await server.send_for("ETHUSDT", trade("ETHUSDT", "2499.99", 3))
                 while True:
-                    outbox = await engine.store.pending_outbox()
+                    outbox = await engine.parts.store.pending_outbox()
                     if outbox:
                         break
                     await trio.sleep(0.01)

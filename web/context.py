@@ -1,8 +1,9 @@
 """The bottom of the web layer: what every other web module is handed, and nothing that serves.
 
-:class:`WebContext` is the engine's parts the web uses (built by ``engine/app.py``),
-:class:`WebSettings` the web's knobs that are not in the configuration file, and :class:`State`
-the collaborators built once per app (:func:`web.app.create_app`) and passed to every handler.
+:class:`WebContext` is the engine's parts (:class:`engine.parts.Parts`, built once by
+``engine/app.py``; the web's name for them, not a second list), :class:`WebSettings` the web's
+knobs that are not in the configuration file, and :class:`State` the collaborators built once
+per app (:func:`web.app.create_app`) and passed to every handler.
 This module imports only the engine and the web's own leaf modules (auth, batcher, validation),
 so everything above may import it and it imports nothing above.
 """
@@ -10,44 +11,17 @@ so everything above may import it and it imports nothing above.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import msgspec
-import trio
 
+from engine.parts import Parts
 from web.auth import AttemptLimiter, PasswordHasher, TokenCodec
 from web.batcher import CreateBatcher, ListBatcher
 from web.validation import Body
 
-if TYPE_CHECKING:
-    from engine.book.actor import LastPrices
-    from engine.book.book import TriggerBook
-    from engine.config import Config
-    from engine.feeds.registry import FeedRegistry
-    from engine.feeds.status import FeedStates
-    from engine.feeds.symbols import SymbolDirectory
-    from engine.metrics import Metrics
-    from engine.model import BookCommand
-    from engine.quarantine import Quarantine
-    from engine.store import Store
-
 MAX_BODY = 16 * 1024
 
-
-@dataclass(frozen=True, slots=True)
-class WebContext:
-    """The engine's parts the web layer uses; built by ``engine/app.py``."""
-
-    config: Config
-    store: Store
-    commands: trio.MemorySendChannel[BookCommand]
-    prices: LastPrices
-    feeds: FeedRegistry
-    feed_states: FeedStates
-    metrics: Metrics
-    book: TriggerBook
-    quarantine: Quarantine
-    symbols: SymbolDirectory
+WebContext = Parts  # what every web module is handed: the engine's parts, under the web's name
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,17 +70,18 @@ async def test_the_engine_starts_past_rows_the_book_cannot_hold(
         ids = await _old_rows(fresh_url)
         async with trio.open_nursery() as nursery:
             engine: Engine = await nursery.start(run_engine, config, registry)
-            assert sorted(t.id for t in engine.book.snapshot()) == [ids["good"], ids["long name"]]
-            assert engine.quarantine.counts == {"load": 4}
+            parts = engine.parts
+            assert sorted(t.id for t in parts.book.snapshot()) == [ids["good"], ids["long name"]]
+            assert parts.quarantine.counts == {"load": 4}
             for key, word in [
                 ("huge", "below 10"),
                 ("nan", "finite"),
                 ("finer", "finer"),
                 ("sideways", "direction"),
             ]:
-                reason = engine.quarantine.reason_for(ids[key])
+                reason = parts.quarantine.reason_for(ids[key])
                 assert reason is not None and word in reason, (key, reason)
-            assert engine.quarantine.reason_for(ids["good"]) is None
-            assert engine.metrics.quarantined.get(kind="load") == 4
-            assert engine.demand.symbols("binance") == {"BTCUSDT", "ETHUSDT"}
+            assert parts.quarantine.reason_for(ids["good"]) is None
+            assert parts.metrics.quarantined.get(kind="load") == 4
+            assert parts.demand.symbols("binance") == {"BTCUSDT", "ETHUSDT"}
             nursery.cancel_scope.cancel()

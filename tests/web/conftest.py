@@ -34,10 +34,11 @@ from engine.feeds.status import FeedStates
 from engine.feeds.symbols import SymbolDirectory
 from engine.metrics import Metrics
 from engine.model import BookCommand, Fire, Tick
+from engine.parts import Parts
 from engine.quarantine import Quarantine
 from web.app import WebApp, create_app
 from web.auth import PasswordHasher
-from web.context import WebContext, WebSettings
+from web.context import WebSettings
 from web.server import run_web
 
 SETTINGS = WebSettings(bcrypt_rounds=4, login_per_user=3, login_per_address=6, grace_s=1.0)
@@ -103,7 +104,7 @@ class Api:
     client: httpx.AsyncClient
     base: str
     port: int
-    ctx: WebContext
+    ctx: Parts
     sent: list[BookCommand]
     prices: LastPrices
     doc: dict[str, Any] = field(default_factory=dict)
@@ -235,17 +236,18 @@ async def start_api(
     fires_send, _fires_receive = trio.open_memory_channel[Fire](100)
     prices, metrics, book, sent = LastPrices(), Metrics(), TriggerBook(), []
     quarantine = Quarantine(metrics)
-    ctx = WebContext(
+    ctx = Parts(
         config=config,
         store=store,
+        book=book,
         commands=web_send,
         prices=prices,
+        demand=Demand(),
         feeds=registry,
         feed_states=FeedStates(),
-        metrics=metrics,
-        book=book,
-        quarantine=quarantine,
         symbols=SymbolDirectory.for_config(registry, config, metrics),
+        metrics=metrics,
+        quarantine=quarantine,
     )
     with trio.fail_after(20):
         await nursery.start(
@@ -255,7 +257,7 @@ async def start_api(
             book_receive,
             fires_send,
             prices,
-            Demand(),
+            ctx.demand,
             metrics,
             quarantine,
         )
