@@ -63,12 +63,12 @@ async def _serve(data_dir: Path, fast_lane: bool = True) -> None:
     from engine.book.actor import Demand, LastPrices, run_book
     from engine.book.book import TriggerBook
     from engine.config import load_config
-    from engine.feeds.registry import load_registry
     from engine.feeds.status import FeedStates
     from engine.feeds.symbols import SymbolDirectory
     from engine.metrics import Metrics
     from engine.model import BookCommand, Fire, Tick
     from engine.parts import Parts
+    from engine.plugins.registry import load_registry
     from engine.quarantine import Quarantine
     from engine.store import open_store
     from web.context import WebSettings

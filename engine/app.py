@@ -29,13 +29,13 @@ import trio_asyncio
 from engine.book.actor import Demand, LastPrices, run_book
 from engine.book.book import TriggerBook
 from engine.config import Config
-from engine.feeds.registry import FeedRegistry
 from engine.feeds.runner import run_feeds
 from engine.feeds.status import FeedStates
 from engine.feeds.symbols import SymbolDirectory, run_symbol_directory
 from engine.metrics import Metrics
 from engine.model import BookCommand, Fire, Tick
 from engine.parts import Parts
+from engine.plugins.registry import FeedRegistry
 from engine.quarantine import Quarantine
 from engine.store import Store, open_store, run_fire_recorder
 from web.server import run_web  # the root starts the web (the engine-below-web contract allows it)

@@ -14,7 +14,7 @@ def _run(args: argparse.Namespace) -> int:
     import trio
 
     from engine.app import serve
-    from engine.feeds.registry import load_registry
+    from engine.plugins.registry import load_registry
 
     registry = load_registry()
     config = registry.load_config(args.config)
@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from engine.feeds.registry import load_registry
+    from engine.plugins.registry import load_registry
 
     for line in load_registry().describe():
         print(line)

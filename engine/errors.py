@@ -53,7 +53,7 @@ class ConfigError(TriggerbookError):
 
 
 class PluginError(TriggerbookError):
-    """Raised at start (``engine.feeds.registry``, the feed runner) when a plugin is broken or
+    """Raised at start (``engine.plugins.registry``, the feed runner) when a plugin is broken or
     missing: a hook that does not match its spec, a plugin that fails to import or is
     registered twice, a hook returning something that is not an Exchange, FeedSource or Sink
     subclass, two plugins providing one name, or a feed enabled in the configuration (or asked
@@ -175,7 +175,7 @@ class SubscriptionRejected(FeedError):
 
 
 class DeliveryFailed(TriggerbookError):
-    """Raised by a sink's ``deliver`` (``engine.sinks.base.Sink``) when one notification could
+    """Raised by a sink's ``deliver`` (``engine.plugins.Sink``) when one notification could
     not be delivered this time (a refused connection, a timeout, a server's error answer): the
     outbox row stays undelivered, to be retried later.
 

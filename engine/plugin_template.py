@@ -52,8 +52,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.errors import SubscriptionRejected
-from engine.feeds.exchange import Exchange
 from engine.feeds.parsing import (
     Message,
     decode_object,
@@ -63,8 +61,7 @@ from engine.feeds.parsing import (
     handler_for,
     no_ticks,
 )
-from engine.hookspecs import hookimpl
-from engine.model import Tick
+from engine.plugins import Exchange, SubscriptionRejected, Tick, hookimpl
 
 
 class {cls}(Exchange):

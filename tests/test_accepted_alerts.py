@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from engine import limits
 from engine.app import Engine, run_engine
-from engine.feeds.registry import load_registry
 from engine.feeds.testing import read_binance_request, serve_exchange
+from engine.plugins.registry import load_registry
 from tests.test_end_to_end import engine_config, login, trade
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "btc/usdt", "eth-usdt", "SOL_USDT"]

@@ -41,7 +41,7 @@ def test_empty_file_gives_every_default(tmp_path: Path) -> None:
 
 
 def test_repository_config_holds_every_design_key_at_its_default() -> None:
-    from engine.feeds.registry import load_registry
+    from engine.plugins.registry import load_registry
 
     sections = load_registry(entry_points=False).sections()  # the built-in feeds' real options
     config = load_config(REPO_CONFIG, environ={}, plugin_sections=sections)

@@ -19,8 +19,8 @@ import trio
 
 from engine.app import Engine, run_engine
 from engine.config import Config
-from engine.feeds.registry import load_registry
 from engine.feeds.testing import ExchangeServer, read_binance_request, serve_exchange
+from engine.plugins.registry import load_registry
 
 PASSWORD = "correct horse battery"
 

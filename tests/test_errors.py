@@ -7,6 +7,7 @@ import inspect
 import re
 
 import engine.errors as errors
+import engine.plugins as plugins
 import engine.sinks.base as sinks_base
 
 
@@ -42,6 +43,7 @@ def test_the_tree_at_the_top_is_the_class_tree() -> None:
 
 
 def test_the_sink_delivery_error_is_ours_and_still_where_sinks_import_it() -> None:
-    assert sinks_base.DeliveryFailed is errors.DeliveryFailed
+    assert plugins.DeliveryFailed is errors.DeliveryFailed
+    assert sinks_base.DeliveryFailed is errors.DeliveryFailed  # the old path, kept for now
     assert issubclass(errors.DeliveryFailed, errors.TriggerbookError)
     assert not issubclass(errors.DeliveryFailed, errors.FeedError | errors.StoreError)

@@ -42,13 +42,13 @@ import pytest
 import trio
 
 from engine.app import Engine, run_engine
-from engine.feeds.registry import load_registry
 from engine.feeds.testing import (
     ExchangeServer,
     read_binance_request,
     serve_exchange,
     serve_rest,
 )
+from engine.plugins.registry import load_registry
 from web.context import WebSettings
 
 pytestmark = pytest.mark.slow

@@ -31,7 +31,7 @@ async def _create(
 ) -> User | Conflict:
     """The new user, or the :class:`Conflict` (returned: inside the loop's nursery a raise
     would reach the caller wrapped in an exception group)."""
-    from engine.feeds.registry import load_registry
+    from engine.plugins.registry import load_registry
     from engine.store import open_store
 
     config = load_registry().load_config(args.config)

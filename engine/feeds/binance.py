@@ -43,9 +43,8 @@ from urllib.parse import quote, urlsplit
 import msgspec
 
 from engine.errors import BadFrame, ConfigError, FeedClosed, SubscriptionRejected
-from engine.feeds.exchange import Exchange
-from engine.hookspecs import hookimpl
 from engine.model import Tick
+from engine.plugins import Exchange, hookimpl
 
 STREAMS = ("trade", "aggTrade", "bookTicker")
 DEFAULT_REST_URL = "https://api.binance.com"

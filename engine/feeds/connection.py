@@ -22,10 +22,11 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 import trio
 import trio_websocket
+
+from engine.plugins.urls import split_ws_url
 
 __all__ = ["DrainSignalStream", "open_feed_connection", "split_ws_url"]
 
@@ -58,33 +59,6 @@ class DrainSignalStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self.transport.aclose()
-
-
-def split_ws_url(url: str) -> tuple[str, int, str, bool]:
-    """``(host, port, resource, tls)`` of a ``ws://`` or ``wss://`` URL; ValueError otherwise.
-
-    ``resource`` is the path (``/`` when empty) with its query string.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise ValueError(f"not a WebSocket URL (ws:// or wss://): {_shown(url)!r}")
-    tls = parts.scheme == "wss"
-    port = parts.port or (443 if tls else 80)
-    resource = parts.path or "/"
-    if parts.query:
-        resource += "?" + parts.query
-    return parts.hostname, port, resource, tls
-
-
-def _shown(url: str) -> str:
-    """``url`` without its query, fragment or credentials: a feed's token (Finnhub puts it in
-    the query) must not reach a log or an error message."""
-    head = url.split("?", 1)[0].split("#", 1)[0]
-    scheme, sep, rest = head.partition("//")
-    if not sep:
-        return head
-    netloc, slash, path = rest.partition("/")
-    return f"{scheme}{sep}{netloc.rsplit('@', 1)[-1]}{slash}{path}"
 
 
 def _host_header(host: str, port: int, tls: bool) -> str:

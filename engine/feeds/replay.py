@@ -34,11 +34,10 @@ import trio
 
 from engine.errors import BadFrame, ConfigError
 from engine.feeds.bounds import OUT_OF_RANGE, tick_refusal
-from engine.feeds.source import FeedSource
 from engine.feeds.status import FeedState
-from engine.hookspecs import hookimpl
 from engine.metrics import Metrics
 from engine.model import Tick
+from engine.plugins import FeedSource, hookimpl
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 ``run_feeds`` starts, in its own nursery, an :class:`ExchangeFeed` per enabled WebSocket exchange
 (driven by the exchange's pure description) and the ``run`` of each enabled
-:class:`~engine.feeds.source.FeedSource`. Each gets its own clone of the tick channel.
+:class:`~engine.plugins.source.FeedSource`. Each gets its own clone of the tick channel.
 
 An ``ExchangeFeed`` keeps ``demand.symbols(exchange)`` subscribed and nothing else. The symbols are
 spread over *slots* of at most ``max_streams_per_connection``; each slot keeps one connection up:
@@ -62,13 +62,13 @@ from engine.errors import (
 )
 from engine.feeds.bounds import OUT_OF_RANGE, BoundedTicks, describe, tick_refusal
 from engine.feeds.connection import DrainSignalStream, open_feed_connection
-from engine.feeds.exchange import Exchange
-from engine.feeds.registry import FeedRegistry
-from engine.feeds.source import FeedSource
 from engine.feeds.status import FeedState, FeedStates
 from engine.limits import MAX_PRICE, MIN_PRICE, TICK_TIME_MAX_MS
 from engine.metrics import Metrics
 from engine.model import Tick
+from engine.plugins.exchange import Exchange
+from engine.plugins.registry import FeedRegistry
+from engine.plugins.source import FeedSource
 
 if TYPE_CHECKING:
     from engine.feeds.symbols import SymbolDirectory

@@ -44,14 +44,14 @@ import trio
 
 from engine.backoff import Backoff
 from engine.errors import StoreUnavailable
-from engine.feeds.exchange import Exchange
 from engine.limits import price_problem
 from engine.metrics import Counter, Gauge, Metrics
+from engine.plugins.exchange import Exchange
 from engine.store import symbol_lists
 
 if TYPE_CHECKING:
     from engine.config import Config
-    from engine.feeds.registry import FeedRegistry
+    from engine.plugins.registry import FeedRegistry
     from engine.store import Store
 
 log = logging.getLogger(__name__)

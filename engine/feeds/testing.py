@@ -29,17 +29,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 import trio_websocket
 
 from engine.book.actor import Demand
 from engine.errors import BadFrame, FeedClosed, SubscriptionRejected
-from engine.feeds.exchange import Exchange
 from engine.feeds.runner import ExchangeFeed
 from engine.feeds.status import FeedStates
 from engine.metrics import Metrics
 from engine.model import Tick
+from engine.plugins.exchange import Exchange
 
 # -------------------------------------------------------------------------------------------------
 # recorded frames and parse checks
@@ -127,7 +126,18 @@ class ManualDemand(Demand):
         super().set(exchange, frozenset(symbols))
 
 
-@pytest.fixture
+def _fixture(function: Callable[[], ManualDemand]) -> Callable[[], ManualDemand]:
+    """``pytest.fixture(function)`` when pytest is importable, else ``function`` itself: pytest is
+    a test-time dependency, and the kit's run-time parts (the exchange server, the checks) must
+    import without it."""
+    try:
+        import pytest
+    except ModuleNotFoundError:
+        return function
+    return pytest.fixture(function)
+
+
+@_fixture
 def manual_demand() -> ManualDemand:
     """A :class:`ManualDemand` for driving a feed's subscriptions in a test."""
     return ManualDemand()

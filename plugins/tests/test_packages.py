@@ -18,7 +18,7 @@ import triggerbook_kraken
 import triggerbook_okx
 
 from engine.errors import ConfigError
-from engine.feeds.exchange import Exchange
+from engine.plugins import Exchange
 
 PACKAGES: list[tuple[ModuleType, type[Exchange]]] = [
     (triggerbook_coinbase, triggerbook_coinbase.Coinbase),

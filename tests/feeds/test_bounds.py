@@ -19,16 +19,15 @@ import trio
 import trio.testing
 
 from engine.feeds.bounds import BoundedTicks, tick_refusal
-from engine.feeds.registry import load_registry
 from engine.feeds.replay import Replay
 from engine.feeds.runner import run_feeds
-from engine.feeds.source import FeedSource
 from engine.feeds.status import FeedStates
 from engine.feeds.testing import ManualDemand
-from engine.hookspecs import hookimpl
 from engine.limits import MAX_PRICE, MIN_PRICE, TICK_TIME_MAX_MS
 from engine.metrics import Metrics
 from engine.model import Tick
+from engine.plugins import FeedSource, hookimpl
+from engine.plugins.registry import load_registry
 
 from .conftest import start_harness, trade
 

@@ -12,12 +12,13 @@ import trio_websocket
 from benchmarks.feed import serve_recording, trade_frames
 from engine.errors import ConfigError, FeedError
 from engine.feeds.binance import Binance
-from engine.feeds.connection import _host_header, open_feed_connection, split_ws_url
+from engine.feeds.connection import _host_header, open_feed_connection
 from engine.feeds.runner import HOLD_MAX, ExchangeFeed
 from engine.feeds.status import FeedStates
 from engine.feeds.testing import ExchangeServer, ManualDemand, read_binance_request
 from engine.metrics import Metrics
 from engine.model import Tick
+from engine.plugins.urls import split_ws_url
 
 from .conftest import eventually, start_harness, trade
 

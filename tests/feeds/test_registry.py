@@ -1,4 +1,4 @@
-"""engine/feeds/registry.py: built-ins through the hooks, entry points, and every refusal."""
+"""engine/plugins/registry.py: built-ins through the hooks, entry points, and every refusal."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import pytest
 
 from engine.errors import PluginError
 from engine.feeds.binance import Binance
-from engine.feeds.exchange import Exchange
-from engine.feeds.registry import load_registry
 from engine.feeds.replay import Replay
-from engine.hookspecs import hookimpl
 from engine.model import Tick
+from engine.plugins import Exchange, hookimpl
+from engine.plugins.registry import load_registry
 
 
 class Toy(Exchange):
@@ -137,8 +136,8 @@ def test_entry_point_plugins_are_loaded(tmp_path: Path, monkeypatch: pytest.Monk
         tmp_path,
         "tb_fake_gold",
         """
-        from engine.feeds.source import FeedSource
-        from engine.hookspecs import hookimpl
+        from engine.plugins import FeedSource
+        from engine.plugins import hookimpl
 
         class Gold(FeedSource):
             name = "gold"

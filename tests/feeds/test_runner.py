@@ -13,12 +13,12 @@ import trio.testing
 from engine.errors import PluginError
 from engine.feeds import runner
 from engine.feeds.binance import Binance
-from engine.feeds.registry import load_registry
 from engine.feeds.runner import run_feeds
 from engine.feeds.status import FeedStates
 from engine.feeds.testing import ExchangeServer, ManualDemand, Request, read_binance_request
 from engine.metrics import Metrics
 from engine.model import Tick
+from engine.plugins.registry import load_registry
 from tests.test_backoff import spy_on
 
 from .conftest import DATA, eventually, start_harness, trade

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.feeds.registry import load_registry
 from engine.limits import SYMBOL_MAX
+from engine.plugins.registry import load_registry
 
 REGISTRY = load_registry()
 NAMES = REGISTRY.names()

@@ -7,10 +7,9 @@ import types
 import pytest
 
 from engine.errors import PluginError
-from engine.feeds.registry import load_registry
-from engine.hookspecs import hookimpl
 from engine.model import OutboxRow
-from engine.sinks.base import Sink
+from engine.plugins import Sink, hookimpl
+from engine.plugins.registry import load_registry
 
 
 class Pager(Sink):

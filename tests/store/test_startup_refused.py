@@ -14,7 +14,7 @@ import trio
 
 from engine import limits
 from engine.app import Engine, run_engine
-from engine.feeds.registry import load_registry
+from engine.plugins.registry import load_registry
 from engine.store.bridge import open_bridge
 from engine.store.migrate import apply_migrations, load_migrations
 

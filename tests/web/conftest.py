@@ -29,12 +29,12 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from engine.book.actor import Demand, LastPrices, run_book
 from engine.book.book import TriggerBook
 from engine.config import load_config
-from engine.feeds.registry import load_registry
 from engine.feeds.status import FeedStates
 from engine.feeds.symbols import SymbolDirectory
 from engine.metrics import Metrics
 from engine.model import BookCommand, Fire, Tick
 from engine.parts import Parts
+from engine.plugins.registry import load_registry
 from engine.quarantine import Quarantine
 from web.app import WebApp, create_app
 from web.auth import PasswordHasher

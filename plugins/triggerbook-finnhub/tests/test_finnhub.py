@@ -150,7 +150,7 @@ def test_enabled_without_token_is_a_config_error() -> None:
 
 
 def test_an_operator_enables_it_with_a_token_from_the_environment(tmp_path: Path) -> None:
-    from engine.feeds.registry import load_registry
+    from engine.plugins.registry import load_registry
 
     registry = load_registry()
     assert registry.normalise("finnhub", "aapl") == "AAPL"

@@ -28,7 +28,6 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from engine.errors import ConfigError, SubscriptionRejected
-from engine.feeds.exchange import Exchange
 from engine.feeds.parsing import (
     Handler,
     Message,
@@ -40,8 +39,8 @@ from engine.feeds.parsing import (
     handler_for,
     no_ticks,
 )
-from engine.hookspecs import hookimpl
 from engine.model import Tick
+from engine.plugins import Exchange, hookimpl
 
 __all__ = ["Finnhub", "triggerbook_exchanges"]
 

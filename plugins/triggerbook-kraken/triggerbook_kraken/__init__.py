@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from engine.errors import SubscriptionRejected
-from engine.feeds.exchange import Exchange, any_case
 from engine.feeds.parsing import (
     Handler,
     Message,
@@ -44,8 +43,8 @@ from engine.feeds.parsing import (
     no_ticks,
     split_symbol,
 )
-from engine.hookspecs import hookimpl
 from engine.model import Tick
+from engine.plugins import Exchange, any_case, hookimpl
 
 __all__ = ["Kraken", "triggerbook_exchanges"]
 
