@@ -20,11 +20,11 @@ if TYPE_CHECKING:
     from engine.book.actor import Demand, LastPrices
     from engine.book.book import TriggerBook
     from engine.config import Config
-    from engine.feeds.registry import FeedRegistry
     from engine.feeds.status import FeedStates
     from engine.feeds.symbols import SymbolDirectory
     from engine.metrics import Metrics
     from engine.model import BookCommand
+    from engine.plugins.registry import FeedRegistry
     from engine.quarantine import Quarantine
     from engine.store import Store
 
