@@ -14,7 +14,9 @@ For plugin authors' own test suites (installed as a pytest plugin, ``pytest11`` 
 3. :func:`run_conformance` drives the REAL feed runner against that server: subscribe only the
    demanded symbols -> frames -> exact ticks -> unsubscribe as demand shrinks.
 
-See ``docs/plugins.md`` for a complete example.
+See ``docs/plugins.md`` for a complete example. Everything an author's tests name is importable
+from here (``__all__``), the runner's pieces included (``ExchangeFeed``, ``FeedStates``,
+``Metrics``, ``Tick``), so a plugin's tests import one module.
 """
 
 from __future__ import annotations
@@ -39,6 +41,28 @@ from engine.feeds.status import FeedStates
 from engine.metrics import Metrics
 from engine.model import Tick
 from engine.plugins.exchange import Exchange
+
+__all__ = [
+    "ConformanceReport",
+    "ExchangeFeed",
+    "ExchangeServer",
+    "FeedStates",
+    "ManualDemand",
+    "Metrics",
+    "Request",
+    "RestServer",
+    "ServerConnection",
+    "Tick",
+    "check_bad_frames",
+    "check_parse",
+    "frames_by_symbol",
+    "load_frames",
+    "manual_demand",
+    "read_binance_request",
+    "run_conformance",
+    "serve_exchange",
+    "serve_rest",
+]
 
 # -------------------------------------------------------------------------------------------------
 # recorded frames and parse checks
