@@ -59,15 +59,12 @@ PASSWORD = "benchmark-password"
 async def _serve(data_dir: Path, fast_lane: bool = True) -> None:
     import trio_asyncio
 
-    from engine.app import settle_heap
-    from engine.book.actor import Demand, LastPrices, run_book
+    from engine.app import assemble, settle_heap
+    from engine.book.actor import run_book
     from engine.book.book import TriggerBook
     from engine.config import load_config
-    from engine.feeds.status import FeedStates
-    from engine.feeds.symbols import SymbolDirectory
     from engine.metrics import Metrics
     from engine.model import BookCommand, Fire, Tick
-    from engine.parts import Parts
     from engine.plugins.registry import load_registry
     from engine.quarantine import Quarantine
     from engine.store import open_store
@@ -89,35 +86,22 @@ async def _serve(data_dir: Path, fast_lane: bool = True) -> None:
     send, receive = trio.open_memory_channel[BookCommand](1024)
     ticks_send, ticks_receive = trio.open_memory_channel[Tick](16)
     fires_send, _fires_receive = trio.open_memory_channel[Fire](16)
-    prices, book, metrics = LastPrices(), TriggerBook(), Metrics()
-    quarantine = Quarantine(metrics)
+    metrics = Metrics()
 
     async with trio_asyncio.open_loop(), open_store(config.database) as store:
-        ctx = Parts(
-            config=config,
-            store=store,
-            book=book,
-            commands=send,
-            prices=prices,
-            demand=Demand(),
-            feeds=registry,
-            feed_states=FeedStates(),
-            symbols=SymbolDirectory.for_config(registry, config, metrics),
-            metrics=metrics,
-            quarantine=quarantine,
-        )
+        ctx = assemble(config, store, TriggerBook(), send, registry, metrics, Quarantine(metrics))
         settle_heap()  # as the engine does once loaded
         async with trio.open_nursery() as nursery:
             await nursery.start(
                 run_book,
-                book,
+                ctx.book,
                 ticks_receive,
                 receive,
                 fires_send,
-                prices,
+                ctx.prices,
                 ctx.demand,
                 metrics,
-                quarantine,
+                ctx.quarantine,
             )
             port = await nursery.start(
                 lambda task_status: run_web(
@@ -129,7 +113,7 @@ async def _serve(data_dir: Path, fast_lane: bool = True) -> None:
             print(f"PORT {port}", flush=True)
             # Serve until the parent closes our stdin.
             await trio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
-            print(f"BOOK {len(book)}", file=sys.stderr, flush=True)
+            print(f"BOOK {len(ctx.book)}", file=sys.stderr, flush=True)
             ticks_send.close()
             nursery.cancel_scope.cancel()
 

@@ -95,19 +95,7 @@ async def run_engine(
 
     async with trio_asyncio.open_loop(), open_store(config.database) as store:
         book = await load_book(store, quarantine)
-        parts = Parts(
-            config=config,
-            store=store,
-            book=book,
-            commands=commands_send,
-            prices=LastPrices(),
-            demand=Demand(),
-            feeds=feeds,
-            feed_states=FeedStates(),
-            symbols=SymbolDirectory.for_config(feeds, config, metrics),
-            metrics=metrics,
-            quarantine=quarantine,
-        )
+        parts = assemble(config, store, book, commands_send, feeds, metrics, quarantine)
         settle_heap()
 
         async with trio.open_nursery() as nursery:
@@ -140,6 +128,33 @@ async def run_engine(
             http_port = await nursery.start(run_web, parts)
             log.info("triggerbook ready on http://%s:%d", config.http.host, http_port)
             task_status.started(Engine(parts, http_port))
+
+
+def assemble(
+    config: Config,
+    store: Store,
+    book: TriggerBook,
+    commands: trio.MemorySendChannel[BookCommand],
+    feeds: FeedRegistry,
+    metrics: Metrics,
+    quarantine: Quarantine,
+) -> Parts:
+    """The bag of parts around a loaded ``book``: fresh last prices, demand and feed states, and
+    the symbol directory of the enabled exchanges. What :func:`run_engine` builds; tests and
+    benchmarks build theirs with it too."""
+    return Parts(
+        config=config,
+        store=store,
+        book=book,
+        commands=commands,
+        prices=LastPrices(),
+        demand=Demand(),
+        feeds=feeds,
+        feed_states=FeedStates(),
+        symbols=SymbolDirectory.for_config(feeds, config, metrics),
+        metrics=metrics,
+        quarantine=quarantine,
+    )
 
 
 async def load_book(store: Store, quarantine: Quarantine) -> TriggerBook:

@@ -25,7 +25,7 @@ from engine import limits
 from engine.app import Engine, run_engine
 from engine.feeds.testing import read_binance_request, serve_exchange
 from engine.plugins.registry import load_registry
-from tests.test_end_to_end import engine_config, login, trade
+from tests.test_end_to_end import PASSWORD, engine_config, login, trade, wait_for_status
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "btc/usdt", "eth-usdt", "SOL_USDT"]
 CANONICAL = {"BTCUSDT": "BTCUSDT", "ETHUSDT": "ETHUSDT", "btc/usdt": "BTCUSDT",
@@ -160,21 +160,12 @@ async def test_every_accepted_create_is_held_survives_a_restart_and_fires(
                 base = f"http://127.0.0.1:{engine.http_port}"
                 async with httpx.AsyncClient(base_url=base) as client:
                     response = await client.post(
-                        "/api/auth/login",
-                        json={"username": "prop", "password": "correct horse battery"},
+                        "/api/auth/login", json={"username": "prop", "password": PASSWORD}
                     )
                     headers = {"Authorization": f"Bearer {response.json()['access']}"}
                     for alert in accepted:
-                        while True:
-                            got = (
-                                await client.get(f"/api/alerts/{alert['id']}", headers=headers)
-                            ).json()
-                            if got["status"] == "triggered":
-                                break
-                            await trio.sleep(0.01)
-                        fired, target = (
-                            Decimal(got["triggered_price"]),
-                            Decimal(got["target_price"]),
-                        )
+                        got = await wait_for_status(client, headers, alert["id"], "triggered")
+                        fired = Decimal(str(got["triggered_price"]))
+                        target = Decimal(str(got["target_price"]))
                         assert fired >= target if got["direction"] == "above" else fired <= target
                 nursery.cancel_scope.cancel()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -126,17 +127,19 @@ def json_type(value: Any) -> str:
 # --- rules -----------------------------------------------------------------------------------
 
 
-class Rule:
+class Rule(ABC):
     """One field: :meth:`clean` checks a decoded JSON value, :meth:`schema` describes what it
     accepts. ``clean`` raises :class:`ValidationFailed` naming ``field``."""
 
     description: str = ""
 
+    @abstractmethod
     def clean(self, value: Any, field: str) -> Any:
-        raise NotImplementedError
+        """The clean value; :class:`ValidationFailed` naming ``field`` when it is not one."""
 
+    @abstractmethod
     def schema(self) -> Schema:
-        raise NotImplementedError
+        """The JSON Schema of exactly the values :meth:`clean` accepts."""
 
     def _described(self, schema: Schema) -> Schema:
         return {**schema, "description": self.description} if self.description else schema

@@ -26,11 +26,10 @@ import trio
 import trio.testing
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from engine.book.actor import Demand, LastPrices, run_book
+from engine.app import assemble
+from engine.book.actor import LastPrices, run_book
 from engine.book.book import TriggerBook
 from engine.config import load_config
-from engine.feeds.status import FeedStates
-from engine.feeds.symbols import SymbolDirectory
 from engine.metrics import Metrics
 from engine.model import BookCommand, Fire, Tick
 from engine.parts import Parts
@@ -234,39 +233,26 @@ async def start_api(
     relay_send, book_receive = trio.open_memory_channel[BookCommand](10_000)
     _ticks_send, ticks_receive = trio.open_memory_channel[Tick](100)
     fires_send, _fires_receive = trio.open_memory_channel[Fire](100)
-    prices, metrics, book, sent = LastPrices(), Metrics(), TriggerBook(), []
-    quarantine = Quarantine(metrics)
-    ctx = Parts(
-        config=config,
-        store=store,
-        book=book,
-        commands=web_send,
-        prices=prices,
-        demand=Demand(),
-        feeds=registry,
-        feed_states=FeedStates(),
-        symbols=SymbolDirectory.for_config(registry, config, metrics),
-        metrics=metrics,
-        quarantine=quarantine,
-    )
+    metrics, sent = Metrics(), []
+    ctx = assemble(config, store, TriggerBook(), web_send, registry, metrics, Quarantine(metrics))
     with trio.fail_after(20):
         await nursery.start(
             run_book,
-            book,
+            ctx.book,
             ticks_receive,
             book_receive,
             fires_send,
-            prices,
+            ctx.prices,
             ctx.demand,
             metrics,
-            quarantine,
+            ctx.quarantine,
         )
         nursery.start_soon(_relay, relay_receive, relay_send, sent)
         port = await nursery.start(partial(run_web, ctx, settings=settings))
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=10) as plain:
         doc = (await plain.get("/openapi.json")).json()
-    api = Api(httpx.AsyncClient(), base, port, ctx, sent, prices, doc)
+    api = Api(httpx.AsyncClient(), base, port, ctx, sent, ctx.prices, doc)
     matcher = create_app(ctx, "unused", settings)  # the same routes, for matching URLs only
 
     async def check(response: httpx.Response) -> None:
