@@ -16,7 +16,11 @@
     |   +-- FeedStale                 no frame within the staleness limit while subscribed
     |   +-- BadFrame                  a frame or replay line that does not parse; counted, skipped
     |   +-- SubscriptionRejected      the exchange answered a (un)subscribe with an error
-    +-- DeliveryFailed                a sink could not deliver a notification this time: retry later
+    +-- DeliveryError                 a sink did not deliver one notification (engine.plugins.Sink)
+    |   +-- DeliveryFailed            retry later with backoff (mail 4xx, HTTP 5xx, a timeout)
+    |   |   +-- SinkUnavailable       the channel is down (mail login refused): retried, on /readyz
+    |   +-- DeliveryRefused           never: the notification is dead, its reason kept (550, 404)
+    |       +-- DestinationGone       never again: the destination is disabled too (webhook 410)
     +-- ApiError                      a request the web layer rejects (see web/problems.py)
         +-- ValidationFailed          a field is missing or invalid (422, names the field)
         +-- NotFound                  no such resource, or not yours (404)
@@ -164,24 +168,57 @@ class SubscriptionRejected(FeedError):
     The runner records the symbols in ``FeedState.rejected`` (shown on ``/readyz``) and keeps
     the connection.
 
-    ``symbols`` are the symbols concerned when the reply says so (may be empty), ``reason`` the
-    exchange's words.
+    ``symbols`` are the symbols concerned when the reply says so (may be empty), ``request_id``
+    the runner's number of the request the reply answers when the exchange echoes it (see
+    ``Exchange.subscribe_request``), ``reason`` the exchange's words.
     """
 
-    def __init__(self, reason: str, symbols: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, reason: str, symbols: tuple[str, ...] = (), request_id: int | None = None
+    ) -> None:
         self.reason = reason
         self.symbols = symbols
-        super().__init__(f"subscription rejected: {reason} {list(symbols) if symbols else ''}")
+        self.request_id = request_id
+        named = f" {list(symbols)}" if symbols else ""
+        asked = f" (request {request_id})" if request_id is not None else ""
+        super().__init__(f"subscription rejected: {reason}{named}{asked}")
 
 
-class DeliveryFailed(TriggerbookError):
-    """Raised by a sink's ``deliver`` (``engine.plugins.Sink``) when one notification could
-    not be delivered this time (a refused connection, a timeout, a server's error answer): the
-    outbox row stays undelivered, to be retried later.
+class DeliveryError(TriggerbookError):
+    """Base class of what a sink's ``deliver`` raises (``engine.plugins.Sink``) when one
+    notification was not delivered; ``reason`` is kept on the outbox row as ``last_error``, so it
+    must hold no secret (a chat-service URL, a password)."""
 
-    No sink ships yet, so nothing raises it today; the delivery loop to come catches it and
-    retries with ``engine.backoff``.
-    """
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class DeliveryFailed(DeliveryError):
+    """Not delivered this time (a refused connection, a timeout, a 4xx mail reply, an HTTP 5xx or
+    429): the delivery loop retries it with ``engine.backoff`` until ``max_attempts``.
+    ``retry_after_s`` is the receiver's own wish (HTTP ``Retry-After``), honoured when given."""
+
+    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(reason)
+
+
+class SinkUnavailable(DeliveryFailed):
+    """The whole channel is down, not this one notification (the mail server refuses our login
+    or our sender): the operator's problem. Retried like :class:`DeliveryFailed`, and the delivery
+    loop shows the reason on ``/readyz`` until a delivery through the channel succeeds."""
+
+
+class DeliveryRefused(DeliveryError):
+    """Never deliverable (a mail server's 5xx for the recipient, an HTTP 4xx other than 408, 409,
+    425 and 429, an address the webhook sink may not reach): the notification is ``dead`` at
+    once, with the reason kept."""
+
+
+class DestinationGone(DeliveryRefused):
+    """The destination itself is gone for good (a webhook's HTTP 410): the notification is
+    ``dead`` and the destination is disabled, so nothing more is queued for it."""
 
 
 class ApiError(TriggerbookError):

@@ -125,6 +125,55 @@ class Alert(msgspec.Struct, frozen=True):
         return Trigger(self.id, self.exchange, self.symbol, self.direction, self.target_price)
 
 
+class Destination(msgspec.Struct, frozen=True):
+    """Where a user wants notifications of one kind to go, beside their account's own address:
+    a webhook URL, an extra (confirmed) email address, a chat-service URL.
+
+    ``kind`` is the name of the sink that delivers it; ``secret`` is the webhook signing secret
+    (``whsec_...``), None for kinds that sign nothing. ``target`` may hold a secret of its own (a
+    chat-service URL): show it only through the sink's ``mask_target``.
+    """
+
+    id: int
+    owner_id: int
+    kind: str
+    target: str
+    name: str | None = None
+    secret: str | None = None
+
+
+class Notification(msgspec.Struct, frozen=True):
+    """One message through one channel, as a sink delivers it.
+
+    ``event`` says what happened: ``fire`` (an alert fired), ``test`` (``POST
+    /api/destinations/{id}/test``: the same fields as a fire, marked as a test) or ``confirm``
+    (an email destination's confirmation code). ``data`` holds, for ``fire`` and ``test``, the
+    alert and the tick that fired it as strings ready for a message: ``alert_id``, ``name``,
+    ``username``, ``email`` (the account's address), ``exchange``, ``symbol``, ``direction``,
+    ``target_price`` and ``triggered_price`` (exact decimal strings), ``created_at`` and
+    ``triggered_at`` (ISO 8601); for ``confirm``: ``username``, ``code`` and ``address``.
+
+    ``id`` is the outbox row's id: the same on every retry, so a receiver can drop duplicates
+    (the email ``Message-ID``, the webhook ``webhook-id``); ``key`` is that id as a string,
+    prefixed for the events that have no outbox row (``test-...``). ``destination`` is None for a
+    channel that goes to the account itself (the console line, a mail to the account's address).
+    ``attempts`` counts the tries made before this one.
+    """
+
+    id: int
+    alert_id: int
+    channel: str
+    data: dict[str, object]
+    destination: Destination | None = None
+    attempts: int = 0
+    event: str = "fire"
+    key: str = ""
+
+    def message_id(self) -> str:
+        """The notification's stable id as a receiver sees it: ``key``, else the outbox id."""
+        return self.key or str(self.id)
+
+
 class OutboxRow(msgspec.Struct, frozen=True):
     """One notification to deliver through one sink channel (``console``, ``email``, ...).
 

@@ -15,9 +15,10 @@ returning its classes::
 
 Here: the hook marker, the three contracts (:class:`Exchange` and its :class:`SymbolRules`, pure
 data with no I/O; :class:`FeedSource`, a source with its own actor; :class:`Sink`), the values
-they exchange with the engine (:class:`Tick`, :class:`OutboxRow`), and the errors a plugin raises
-(:class:`BadFrame`, :class:`SubscriptionRejected`, :class:`FeedClosed`, :class:`DeliveryFailed`,
-:class:`ConfigError` for a bad ``[feeds.<name>]`` option).
+they exchange with the engine (:class:`Tick`; :class:`Notification` and its :class:`Destination`),
+and the errors a plugin raises (:class:`BadFrame`, :class:`SubscriptionRejected`,
+:class:`FeedClosed`; :class:`DeliveryFailed`, :class:`SinkUnavailable`, :class:`DeliveryRefused`,
+:class:`DestinationGone`; :class:`ConfigError` for a bad ``[feeds.<name>]`` option).
 
 Beside this face a plugin may use ``engine.feeds.parsing`` (the shared frame-reading helpers:
 exact JSON decoding, a handler per message type, exact prices and timestamps, ``edit_frame`` for
@@ -32,8 +33,17 @@ the pure :func:`engine.plugins.urls.split_ws_url`.
 
 from __future__ import annotations
 
-from engine.errors import BadFrame, ConfigError, DeliveryFailed, FeedClosed, SubscriptionRejected
-from engine.model import OutboxRow, Tick
+from engine.errors import (
+    BadFrame,
+    ConfigError,
+    DeliveryFailed,
+    DeliveryRefused,
+    DestinationGone,
+    FeedClosed,
+    SinkUnavailable,
+    SubscriptionRejected,
+)
+from engine.model import Destination, Notification, OutboxRow, Tick
 from engine.plugins.exchange import Exchange, SymbolRules, any_case
 from engine.plugins.hookspecs import hookimpl
 from engine.plugins.sink import Sink
@@ -43,11 +53,16 @@ __all__ = [
     "BadFrame",
     "ConfigError",
     "DeliveryFailed",
+    "DeliveryRefused",
+    "Destination",
+    "DestinationGone",
     "Exchange",
     "FeedClosed",
     "FeedSource",
+    "Notification",
     "OutboxRow",
     "Sink",
+    "SinkUnavailable",
     "SubscriptionRejected",
     "SymbolRules",
     "Tick",

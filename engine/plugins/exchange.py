@@ -179,11 +179,29 @@ class Exchange(SymbolRules, ABC):
 
     @abstractmethod
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        """Text frames that subscribe ``symbols`` (at most ``symbols_per_message`` of them)."""
+        """Text frames that subscribe ``symbols`` (the runner passes at most
+        ``symbols_per_message`` of them at a time)."""
 
     @abstractmethod
     def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
         """Text frames that unsubscribe ``symbols``."""
+
+    def subscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        """Frames that subscribe ``symbols`` as one request the runner numbers ``request_id``.
+
+        The runner calls this, never ``subscribe_frames`` directly: it cuts every change into
+        batches of at most ``symbols_per_message`` symbols and numbers each batch (a positive
+        ``int``, unique on the connection). An exchange whose replies echo a request id puts
+        ``request_id`` in the frame and raises ``SubscriptionRejected(..., request_id=...)`` for
+        an error reply, so the runner knows which symbols were refused even when the reply names
+        none. Default: ``subscribe_frames(symbols)``, no id.
+        """
+        return self.subscribe_frames(symbols)
+
+    def unsubscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        """Frames that unsubscribe ``symbols`` as request ``request_id`` (see
+        :meth:`subscribe_request`). Default: ``unsubscribe_frames(symbols)``, no id."""
+        return self.unsubscribe_frames(symbols)
 
     def heartbeat_frame(self) -> str | None:
         """An application-level ping to send every ``heartbeat_interval_s``, if any."""

@@ -7,7 +7,7 @@ import types
 import pytest
 
 from engine.errors import PluginError
-from engine.model import OutboxRow
+from engine.model import Notification
 from engine.plugins import Sink, hookimpl
 from engine.plugins.registry import load_registry
 
@@ -16,8 +16,8 @@ class Pager(Sink):
     name = "pager"
     options = {"number": ""}
 
-    async def deliver(self, row: OutboxRow) -> None:
-        self.delivered = row
+    async def deliver(self, note: Notification) -> None:
+        self.delivered = note
 
 
 @hookimpl
@@ -32,8 +32,15 @@ def test_a_plugin_sink_is_collected_and_listed() -> None:
     sinks = [p for p in registry.provided if p.kind == "sink"]
     assert [(p.name, p.cls) for p in sinks] == [("pager", Pager)]
     assert any(line.startswith("sink") and "pager" in line for line in registry.describe())
-    assert Pager.config_section() == {"enabled": False, "number": ""}
-    assert Pager({"number": "123"}).config == {"number": "123"}
+    assert Pager.config_section() == {
+        "enabled": False,
+        "concurrency": 8,
+        "timeout_s": 30.0,
+        "max_attempts": 12,
+        "number": "",
+    }
+    assert Pager({"number": "123"}).config["number"] == "123"
+    assert Pager({"number": "123"}).config["max_attempts"] == 12
 
 
 def test_a_sink_hook_returning_a_non_sink_is_refused() -> None:
