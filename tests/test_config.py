@@ -16,6 +16,7 @@ FEEDS = {
         "stale_after_s": 60.0,
     },
     "feeds.replay": {"enabled": False, "file": ""},
+    "sinks.console": {"enabled": True},  # sinks declare their tables like feeds
 }
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 

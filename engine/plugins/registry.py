@@ -1,4 +1,4 @@
-"""The plugin manager and what it found: every exchange and source, by name.
+"""The plugin manager and what it found: every exchange, source and sink, by name.
 
 ``load_registry`` builds one pluggy ``PluginManager`` (project ``triggerbook``): the hook specs,
 the built-in plugins (``BUILTIN_PLUGINS``, registered through the same hooks a third party
@@ -29,7 +29,11 @@ from engine.plugins.source import FeedSource
 log = logging.getLogger(__name__)
 
 # Built-in plugins, registered like third-party ones (cf. pytest's ``default_plugins``).
-BUILTIN_PLUGINS: tuple[str, ...] = ("engine.feeds.binance", "engine.feeds.replay")
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "engine.feeds.binance",
+    "engine.feeds.replay",
+    "engine.sinks.console",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +49,8 @@ class Provided:
 
 
 class FeedRegistry:
-    """Every loaded exchange and source class by name, and the plugin manager that found them.
+    """Every loaded exchange, source and sink class by name, and the plugin manager that found
+    them.
 
     Built by :func:`load_registry`; immutable afterwards.
     """
@@ -55,11 +60,14 @@ class FeedRegistry:
         self.provided = provided
         self.exchanges: dict[str, type[Exchange]] = {}
         self.sources: dict[str, type[FeedSource]] = {}
+        self.sinks: dict[str, type[Sink]] = {}
         for item in provided:
             if item.kind == "exchange":
                 self.exchanges[item.name] = item.cls
             elif item.kind == "source":
                 self.sources[item.name] = item.cls
+            else:
+                self.sinks[item.name] = item.cls
         # Default-configured instances, only for their pure methods (the symbol rules).
         self._described: dict[str, SymbolRules] = {
             **{n: c() for n, c in self.sources.items()},
@@ -113,12 +121,15 @@ class FeedRegistry:
         return rules
 
     def sections(self) -> dict[str, dict[str, Any]]:
-        """``{"feeds.<name>": {enabled, url, ...options}}`` for ``load_config``."""
+        """``{"feeds.<name>": {enabled, url, ...}, "sinks.<name>": {enabled, ...}}`` for
+        ``load_config``: every plugin declares its own table."""
         out: dict[str, dict[str, Any]] = {}
         for name, cls in sorted(self.exchanges.items()):
             out[f"feeds.{name}"] = cls.config_section()
         for name, src in sorted(self.sources.items()):
             out[f"feeds.{name}"] = src.config_section()
+        for name, sink in sorted(self.sinks.items()):
+            out[f"sinks.{name}"] = sink.config_section()
         return out
 
     def load_config(
@@ -148,6 +159,13 @@ class FeedRegistry:
         cls = self.exchanges.get(name)
         if cls is None:
             raise PluginError(f"no plugin provides the exchange {name!r} (loaded: {self.names()})")
+        return cls(config_table)
+
+    def sink(self, name: str, config_table: Mapping[str, Any] | None = None) -> Sink:
+        """A fresh instance of sink ``name``; raises :class:`PluginError` if none provides it."""
+        cls = self.sinks.get(name)
+        if cls is None:
+            raise PluginError(f"no plugin provides the sink {name!r}")
         return cls(config_table)
 
     def source(self, name: str, config_table: Mapping[str, Any] | None = None) -> FeedSource:

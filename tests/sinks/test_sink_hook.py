@@ -29,8 +29,11 @@ def test_a_plugin_sink_is_collected_and_listed() -> None:
     registry = load_registry(
         [types.SimpleNamespace(triggerbook_sinks=pager_sinks)], entry_points=False
     )
-    sinks = [p for p in registry.provided if p.kind == "sink"]
+    sinks = [p for p in registry.provided if p.kind == "sink" and p.name != "console"]
     assert [(p.name, p.cls) for p in sinks] == [("pager", Pager)]
+    assert registry.sinks["pager"] is Pager
+    assert registry.sections()["sinks.pager"]["number"] == ""
+    assert registry.sink("pager", {"number": "1"}).config["number"] == "1"
     assert any(line.startswith("sink") and "pager" in line for line in registry.describe())
     assert Pager.config_section() == {
         "enabled": False,
