@@ -174,6 +174,21 @@ class Notification(msgspec.Struct, frozen=True):
         return self.key or str(self.id)
 
 
+class FireChannels(msgspec.Struct, frozen=True):
+    """Which outbox rows a fire queues, from the enabled sinks (``engine/sinks``).
+
+    ``account``: the channels that reach the account itself (console, a mail to the account's
+    address), one row each, in this order; those also in ``confirmed_account`` only once the
+    account's address is confirmed. ``destinations``: the sinks users aim with destinations, one
+    row per live, confirmed destination of the owner whose kind is among them. An alert's own
+    ``channels`` narrows both.
+    """
+
+    account: tuple[str, ...] = ()
+    confirmed_account: tuple[str, ...] = ()
+    destinations: tuple[str, ...] = ()
+
+
 class OutboxRow(msgspec.Struct, frozen=True):
     """One notification to deliver through one sink channel (``console``, ``email``, ...).
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from engine.model import Trigger
+from engine.model import FireChannels, Trigger
 from engine.store.live import TriggerParser
 
 USER_COLUMNS = "id, username, email, password_hash, is_staff, created_at"
@@ -285,8 +285,12 @@ async def soft_delete(
 
 # One statement, hence one transaction and one round trip for a whole batch of fires. The
 # conditional update (status = 'created') lets exactly one of a fire and a racing delete win;
-# only the rows this statement changed get outbox rows (one per channel), which is what keeps a
-# notification from being queued twice (a retried batch changes nothing the second time).
+# only the rows this statement changed get outbox rows, which is what keeps a notification from
+# being queued twice (a retried batch changes nothing the second time). Each fired alert gets
+# one row per channel it notifies: the enabled account channels (console, the account's email:
+# ``FireChannels.account``, in that order; those in ``confirmed_account`` only once the account's
+# address is confirmed) and one per live, confirmed destination of its owner whose kind is an
+# enabled sink (``FireChannels.destinations``); an alert's own ``channels`` narrows both.
 #
 # Measured choices (``triggerbook bench store``, EXPLAIN ANALYZE of 4096-fire batches):
 # * prices travel as text and times (the fire's wall clock, the tick's exchange time) as epoch
@@ -314,10 +318,10 @@ WITH fired AS (
            AS f (id, price, ms, tick_ms)
      WHERE a.id = ANY($1::bigint[]) AND a.id = f.id AND a.status = 'created'
  RETURNING a.id, a.owner_id, a.exchange, a.symbol, a.direction, a.target_price, a.name,
-           a.created_at, a.triggered_at, a.triggered_price
+           a.created_at, a.triggered_at, a.triggered_price, a.channels
 ), queued AS (
-    INSERT INTO outbox (alert_id, channel, payload)
-    SELECT fired.id, c.channel, (
+    INSERT INTO outbox (alert_id, channel, destination_id, payload)
+    SELECT fired.id, t.channel, t.destination_id, (
                '{"alert_id":' || fired.id ||
                ',"name":' || to_json(fired.name) ||
                ',"username":' || to_json(u.username) ||
@@ -331,8 +335,20 @@ WITH fired AS (
                ',"triggered_at":' || to_json(fired.triggered_at) || '}')::json
       FROM fired
       JOIN users AS u ON u.id = fired.owner_id
-     CROSS JOIN unnest($5::text[]) WITH ORDINALITY AS c (channel, n)
-     ORDER BY fired.id, c.n
+     CROSS JOIN LATERAL (
+            SELECT c.channel, NULL::bigint, c.n
+              FROM unnest($5::text[]) WITH ORDINALITY AS c (channel, n)
+             WHERE (fired.channels IS NULL OR c.channel = ANY (fired.channels))
+               AND (u.email_confirmed_at IS NOT NULL OR c.channel <> ALL ($6::text[]))
+            UNION ALL
+            SELECT d.kind, d.id, 0
+              FROM destinations AS d
+             WHERE d.owner_id = fired.owner_id AND d.deleted_at IS NULL
+               AND d.disabled_at IS NULL AND d.confirmed_at IS NOT NULL
+               AND d.kind = ANY ($7::text[])
+               AND (fired.channels IS NULL OR d.kind = ANY (fired.channels))
+           ) AS t (channel, destination_id, n)
+     ORDER BY fired.id, t.destination_id NULLS FIRST, t.n
 )
 SELECT id FROM fired ORDER BY id
 """
@@ -344,11 +360,21 @@ async def record_fires(
     prices: list[str],
     times_ms: list[int | None],
     tick_times_ms: list[int | None],
-    channels: list[str],
+    channels: FireChannels,
 ) -> list[int]:
     """``prices`` are decimal strings, ``times_ms`` the fires' epoch milliseconds (None: the
-    commit's time), ``tick_times_ms`` the ticks' (None: none sent); see :data:`RECORD_FIRES`."""
-    rows = await con.fetch(RECORD_FIRES, ids, prices, times_ms, tick_times_ms, channels)
+    commit's time), ``tick_times_ms`` the ticks' (None: none sent); ``channels`` which sinks
+    queue what; see :data:`RECORD_FIRES`."""
+    rows = await con.fetch(
+        RECORD_FIRES,
+        ids,
+        prices,
+        times_ms,
+        tick_times_ms,
+        list(channels.account),
+        list(channels.confirmed_account),
+        list(channels.destinations),
+    )
     return [row[0] for row in rows]
 
 
@@ -378,7 +404,8 @@ async def live_triggers(
 async def pending_outbox(con: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     return await con.fetch(
         f"SELECT {OUTBOX_COLUMNS} FROM outbox "
-        f"WHERE delivered_at IS NULL AND next_attempt_at <= now() ORDER BY id LIMIT $1",
+        f"WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now() "
+        f"ORDER BY id LIMIT $1",
         limit,
     )
 

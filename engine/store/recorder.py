@@ -24,7 +24,7 @@ logged, shown on the alert) and left ``created``, to be loaded again at the next
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 import trio
@@ -32,7 +32,7 @@ import trio
 from engine.backoff import Backoff
 from engine.errors import StoreRefused, StoreUnavailable
 from engine.metrics import Metrics
-from engine.model import Fire
+from engine.model import Fire, FireChannels
 from engine.quarantine import Quarantine
 from engine.store.store import Store
 
@@ -47,10 +47,11 @@ BACKOFF_CAP_S = 5.0
 async def run_fire_recorder(
     store: Store,
     fires: trio.MemoryReceiveChannel[Fire],
-    channels: Sequence[str],
+    channels: FireChannels | Sequence[str],
     metrics: Metrics,
     quarantine: Quarantine,
     *,
+    committed: Callable[[], None] | None = None,
     max_batch: int = MAX_BATCH,
     grace_s: float = GRACE_S,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
@@ -59,11 +60,16 @@ async def run_fire_recorder(
     task is cancelled (then flush what it holds and what is queued, shielded, for at most
     ``grace_s``; fires still unrecorded after that stay ``created`` in the database).
 
-    A fire the database refuses goes to ``quarantine`` (see the module docstring). Raises
+    ``channels`` says which outbox rows a fire queues (``Store.record_fires``); ``committed`` is
+    called after each batch that queued any (the delivery loops' wake-up, so a notification
+    waits for no poll). A fire the database refuses goes to ``quarantine`` (see the module
+    docstring). Raises
     whatever :meth:`Store.record_fires` raises other than :class:`StoreUnavailable` and
     :class:`StoreRefused` (a bug, not an outage or a value), after which the engine stops.
     """
-    recorder = _Recorder(store, list(channels), metrics, quarantine)
+    if not isinstance(channels, FireChannels):
+        channels = FireChannels(account=tuple(dict.fromkeys(channels)))
+    recorder = _Recorder(store, channels, metrics, quarantine, committed)
     batch: list[Fire] = []
     task_status.started()
     async with fires:  # closed only after the final drain below
@@ -109,10 +115,16 @@ class _Recorder:
     """What one recorder commits with: the store, the channels, where counts and refusals go."""
 
     def __init__(
-        self, store: Store, channels: list[str], metrics: Metrics, quarantine: Quarantine
+        self,
+        store: Store,
+        channels: FireChannels,
+        metrics: Metrics,
+        quarantine: Quarantine,
+        committed: Callable[[], None] | None,
     ) -> None:
         self.store = store
         self.channels = channels
+        self.committed = committed
         self.metrics = metrics
         self.quarantine = quarantine
 
@@ -148,6 +160,8 @@ class _Recorder:
                 await trio.sleep(pause)
                 continue
             self.metrics.fires_recorded.inc(len(marked))
+            if marked and self.committed is not None:
+                self.committed()
             return marked
 
     async def _isolate(self, units: list[Fire], refusal: StoreRefused) -> None:

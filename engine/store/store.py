@@ -19,10 +19,20 @@ import asyncpg
 from engine.config import DatabaseConfig
 from engine.errors import Conflict, StoreRefused
 from engine.limits import MAX_LIST_OFFSET
-from engine.model import Alert, AlertStatus, Direction, Fire, OutboxRow, Trigger, User
+from engine.model import (
+    Alert,
+    AlertStatus,
+    Direction,
+    Fire,
+    FireChannels,
+    OutboxRow,
+    Trigger,
+    User,
+)
 from engine.store import embedded, queries
 from engine.store.bridge import UNIQUE_VIOLATION, Bridge, open_bridge, refused_sqlstate
 from engine.store.migrate import apply_migrations, load_migrations
+from engine.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +59,7 @@ class Store:
 
     def __init__(self, bridge: Bridge) -> None:
         self._bridge = bridge
+        self.outbox = Outbox(bridge)  # the sinks' delivery queue (engine/store/outbox.py)
 
     @property
     def bridge(self) -> Bridge:
@@ -235,9 +246,12 @@ class Store:
 
     # --- fires ------------------------------------------------------------------------------
 
-    async def record_fires(self, fires: Sequence[Fire], channels: Sequence[str]) -> list[int]:
-        """Mark every fired alert ``triggered`` and queue one outbox row per channel, all in
-        one statement (one transaction, one round trip) for the whole batch.
+    async def record_fires(
+        self, fires: Sequence[Fire], channels: FireChannels | Sequence[str]
+    ) -> list[int]:
+        """Mark every fired alert ``triggered`` and queue its outbox rows (one per channel and
+        destination, :class:`FireChannels`; a plain sequence of names is that many account
+        channels), all in one statement (one transaction, one round trip) for the whole batch.
 
         ``triggered_at`` is when the engine fired (``Fire.fired_at_ms``; the commit's time when
         not stamped), ``tick_time`` the tick's exchange time (NULL when it sent none),
@@ -264,14 +278,11 @@ class Store:
                 add_tick_time(tick_ms)
         if not ids:
             return []
-        # dict.fromkeys: one outbox row per distinct channel, in the order given
+        if not isinstance(channels, FireChannels):
+            # dict.fromkeys: one outbox row per distinct channel, in the order given
+            channels = FireChannels(account=tuple(dict.fromkeys(channels)))
         return await self._bridge.run(
-            queries.record_fires,
-            ids,
-            prices,
-            times_ms,
-            tick_times_ms,
-            list(dict.fromkeys(channels)),
+            queries.record_fires, ids, prices, times_ms, tick_times_ms, channels
         )
 
     async def load_live_triggers(
