@@ -170,7 +170,9 @@ class Binance(Exchange):
         self.rest_url = rest
         self._fast_suffix = f"@{self.stream}" if self.stream != "bookTicker" else ""
         self._ids = count(1)
-        self._pending: dict[int, tuple[str, ...]] = {}  # request id -> symbols, until answered
+        # subscribe_frames' own ids -> their symbols, until answered (the runner's numbered
+        # requests need none: it keeps its own map)
+        self._pending: dict[int, tuple[str, ...]] = {}
         self._kinds: dict[str, Callable[[msgspec.Raw, int], list[Tick]]] = {
             "trade": self._trade,
             "aggTrade": self._trade,
@@ -232,21 +234,35 @@ class Binance(Exchange):
         """``<base>/stream``: a combined-stream connection with no stream yet."""
         return self.base_url.rstrip("/") + "/stream"
 
+    def subscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        """``SUBSCRIBE`` frames carrying the runner's ``request_id`` as their ``id`` (Binance
+        echoes it in the ack and in an error reply), one per ``symbols_per_message`` symbols."""
+        return self._frames("SUBSCRIBE", symbols, request_id)
+
+    def unsubscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        """``UNSUBSCRIBE`` frames with ``id`` = ``request_id``, as :meth:`subscribe_request`."""
+        return self._frames("UNSUBSCRIBE", symbols, request_id)
+
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        """One ``SUBSCRIBE`` per ``symbols_per_message`` symbols, each with a fresh id."""
-        return self._requests("SUBSCRIBE", symbols)
+        """One ``SUBSCRIBE`` per ``symbols_per_message`` symbols, each with an id of our own
+        (for a runner that numbers no request; an error reply then names that id's symbols)."""
+        return self._frames("SUBSCRIBE", symbols, None)
 
     def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        """One ``UNSUBSCRIBE`` per ``symbols_per_message`` symbols."""
-        return self._requests("UNSUBSCRIBE", symbols)
+        """One ``UNSUBSCRIBE`` per ``symbols_per_message`` symbols, ids as ``subscribe_frames``."""
+        return self._frames("UNSUBSCRIBE", symbols, None)
 
-    def _requests(self, method: str, symbols: Sequence[str]) -> list[str]:
+    def _frames(self, method: str, symbols: Sequence[str], numbered: int | None) -> list[str]:
+        """Frames of at most ``symbols_per_message`` streams, all with id ``numbered`` (the
+        runner's request), or each with an id of our own remembered in ``_pending``."""
         frames = []
         step = self.symbols_per_message
         for start in range(0, len(symbols), step):
             chunk = tuple(symbols[start : start + step])
-            request_id = next(self._ids)
-            self._pending[request_id] = chunk
+            request_id = numbered
+            if request_id is None:
+                request_id = next(self._ids)
+                self._pending[request_id] = chunk
             params = [f"{s.lower()}@{self.stream}" for s in chunk]
             frames.append(_encode({"method": method, "params": params, "id": request_id}).decode())
         return frames
@@ -255,7 +271,8 @@ class Binance(Exchange):
         """Ticks from one combined-stream frame; ``[]`` for an ack.
 
         Raises :class:`BadFrame` (``not-json``, ``unknown-event``, ``bad-price``, ``bad-field``),
-        :class:`SubscriptionRejected` for an error reply (with the symbols of that request), and
+        :class:`SubscriptionRejected` for an error reply (with its ``id`` as ``request_id``, and the
+        symbols when the id is one of ``subscribe_frames``' own), and
         :class:`FeedClosed` for ``serverShutdown``: the runner drops the connection and reconnects
         after its usual backoff.
         """
@@ -284,8 +301,9 @@ class Binance(Exchange):
         if env.error is not None or env.code is not None:
             reason = env.error.msg if env.error is not None else (env.msg or "")
             code = env.error.code if env.error is not None else env.code
-            symbols = self._pending.pop(env.id, ()) if isinstance(env.id, int) else ()
-            raise SubscriptionRejected(f"code {code}: {reason}", symbols)
+            request_id = env.id if isinstance(env.id, int) else None
+            symbols = self._pending.pop(request_id, ()) if request_id is not None else ()
+            raise SubscriptionRejected(f"code {code}: {reason}", symbols, request_id)
         if env.result is not msgspec.UNSET:
             if isinstance(env.id, int):
                 self._pending.pop(env.id, None)

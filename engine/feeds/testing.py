@@ -5,14 +5,18 @@ For plugin authors' own test suites (installed as a pytest plugin, ``pytest11`` 
 
 1. Pure: :func:`load_frames` reads recorded frames (one per line, ``#`` comments);
    :func:`check_parse` asserts that parsing them gives the expected ticks exactly;
-   :func:`check_bad_frames` that each bad frame raises :class:`BadFrame`.
+   :func:`check_bad_frames` that each bad frame raises :class:`BadFrame`;
+   :func:`check_symbols_per_message` that no (un)subscribe frame names more than
+   ``symbols_per_message`` symbols; :func:`check_heartbeat` the heartbeat rules;
+   :func:`check_rejection` that an error reply maps back to its request id or its symbols.
 2. A local exchange: :class:`ExchangeServer` (or :func:`serve_exchange`) is a trio-websocket server
    on port 0 that reads subscribe/unsubscribe requests through a small ``read_request`` function
    the author writes (the server side of their protocol), answers them, replays the recorded
    frames of the subscribed symbols, records the whole conversation, and can ping, close, and
    send garbage on demand.
 3. :func:`run_conformance` drives the REAL feed runner against that server: subscribe only the
-   demanded symbols -> frames -> exact ticks -> unsubscribe as demand shrinks.
+   demanded symbols -> frames -> exact ticks -> unsubscribe as demand shrinks;
+   :func:`run_heartbeat_check` that heartbeats and their answers keep a quiet connection up.
 
 See ``docs/plugins.md`` for a complete example. Everything an author's tests name is importable
 from here (``__all__``), the runner's pieces included (``ExchangeFeed``, ``FeedStates``,
@@ -54,12 +58,16 @@ __all__ = [
     "ServerConnection",
     "Tick",
     "check_bad_frames",
+    "check_heartbeat",
     "check_parse",
+    "check_rejection",
+    "check_symbols_per_message",
     "frames_by_symbol",
     "load_frames",
     "manual_demand",
     "read_binance_request",
     "run_conformance",
+    "run_heartbeat_check",
     "serve_exchange",
     "serve_rest",
 ]
@@ -134,6 +142,114 @@ def frames_by_symbol(exchange: Exchange, frames: Sequence[str]) -> dict[str, lis
         if ticks:
             out.setdefault(ticks[0].symbol, []).append(frame)
     return out
+
+
+# -------------------------------------------------------------------------------------------------
+# requests, heartbeats and rejections (pure: the exchange and the author's server side)
+# -------------------------------------------------------------------------------------------------
+
+
+def _made_up_symbols(count: int) -> list[str]:
+    return [f"K{i:04d}-USD" for i in range(count)]
+
+
+def check_symbols_per_message(
+    exchange: Exchange, read_request: ReadRequest, symbols: Sequence[str] | None = None
+) -> list[Request]:
+    """Feed ``subscribe_request`` and ``unsubscribe_request`` more symbols than
+    ``symbols_per_message`` allows and assert, reading each frame with ``read_request`` (the
+    server side of the protocol, as for :class:`ExchangeServer`), that no frame names more than
+    ``symbols_per_message`` symbols, that the frames together name every symbol, and that they
+    are subscribes and unsubscribes. ``symbols`` default to ``2 * symbols_per_message + 1``
+    made-up ones (``K0000-USD``...); give real ones when ``read_request`` answers only those.
+    Returns the requests read. Raises ``AssertionError`` naming the first frame over the limit.
+    """
+    limit = exchange.symbols_per_message
+    assert limit >= 1, f"symbols_per_message must be >= 1, got {limit}"
+    wanted = list(symbols) if symbols is not None else _made_up_symbols(2 * limit + 1)
+    assert len(wanted) > limit, f"give more than {limit} symbols to check the limit"
+    requests = []
+    for op, frames in (
+        ("subscribe", exchange.subscribe_request(wanted, 1)),
+        ("unsubscribe", exchange.unsubscribe_request(wanted, 2)),
+    ):
+        named: list[str] = []
+        for frame in frames:
+            request = read_request(frame)
+            assert request is not None, f"read_request made nothing of {frame[:200]!r}"
+            assert request.op == op, f"{op} frame read as {request.op!r}: {frame[:200]!r}"
+            assert len(request.symbols) <= limit, (
+                f"a {op} frame names {len(request.symbols)} symbols, more than "
+                f"symbols_per_message = {limit}: {frame[:200]!r}"
+            )
+            named.extend(request.symbols)
+            requests.append(request)
+        assert sorted(named) == sorted(wanted), f"{op} frames name {len(named)} symbols, not all"
+    return requests
+
+
+def check_heartbeat(
+    exchange: Exchange,
+    replies: Sequence[str | bytes] = (),
+    *,
+    exchange_sends_every_s: float | None = None,
+) -> str | bytes | None:
+    """Assert the heartbeat rules of ``docs/plugins.md``: with ``heartbeat_interval_s`` set,
+    ``heartbeat_frame()`` is a non-empty frame, and each of ``replies`` (the exchange's answers
+    to it, e.g. ``"pong"``) parses as a control frame (``[]``, no :class:`BadFrame`): every
+    frame counts for staleness, so an answer is what keeps a quiet connection fresh. Then the
+    answer (or what the exchange sends by itself to a quiet subscribed connection every
+    ``exchange_sends_every_s``, such as Kraken's heartbeat channel) must come more often than
+    ``stale_after_s``. Without an interval the runner never sends a heartbeat, so
+    ``heartbeat_frame()`` must be None. Returns the frame.
+    """
+    frame = exchange.heartbeat_frame()
+    interval = exchange.heartbeat_interval_s
+    if interval is None:
+        assert frame is None, "heartbeat_frame() is never sent: set heartbeat_interval_s"
+        assert not replies, "replies to a heartbeat that is never sent"
+        return None
+    assert isinstance(frame, str | bytes) and frame, f"heartbeat_frame() gave {frame!r}"
+    assert interval > 0, f"heartbeat_interval_s must be > 0, got {interval}"
+    freshest = min(interval, exchange_sends_every_s or math.inf)
+    assert freshest < exchange.stale_after_s, (
+        f"nothing arrives more often than every {freshest} s, but stale_after_s is "
+        f"{exchange.stale_after_s}: a quiet connection would look stale between heartbeats"
+    )
+    for reply in replies:
+        assert exchange.parse(reply, 0) == [], f"the reply {reply!r} must be a control frame"
+    return frame
+
+
+def check_rejection(
+    exchange: Exchange,
+    read_request: ReadRequest,
+    symbols: Sequence[str],
+    *,
+    request_id: int = 7,
+    anonymous: bool = False,
+) -> list[SubscriptionRejected]:
+    """Subscribe ``symbols`` as request ``request_id``, let ``read_request`` (a server side that
+    refuses some of them) answer, and assert the error replies raise
+    :class:`SubscriptionRejected` that the runner can map back: with ``request_id`` (an
+    exchange that echoes ids) or naming symbols of the request. A different id is always wrong.
+    ``anonymous=True`` is for an exchange whose error replies name neither (Finnhub): then only
+    the exception is asserted. Returns the rejections.
+    """
+    rejections = []
+    for frame in exchange.subscribe_request(symbols, request_id):
+        request = read_request(frame)
+        for reply in request.replies if request is not None else ():
+            try:
+                exchange.parse(reply, 0)
+            except SubscriptionRejected as exc:
+                rejections.append(exc)
+    assert rejections, "no reply raised SubscriptionRejected"
+    for exc in rejections:
+        assert exc.request_id in (None, request_id), f"{exc} answers request {request_id}"
+        named = exc.request_id == request_id or (exc.symbols and set(exc.symbols) <= set(symbols))
+        assert anonymous or named, f"{exc} names neither request {request_id} nor its symbols"
+    return rejections
 
 
 # -------------------------------------------------------------------------------------------------
@@ -415,6 +531,60 @@ async def run_conformance(
         requested = {s for r in server.requests if r.op == "subscribe" for s in r.symbols}
         assert requested == set(symbols), f"subscribed {requested}, demanded {symbols}"
     return ConformanceReport(got, list(server.requests), list(server.received))
+
+
+async def run_heartbeat_check(
+    exchange_cls: type[Exchange],
+    read_request: ReadRequest,
+    symbol: str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    interval_s: float = 0.05,
+) -> ServerConnection:
+    """Check through the REAL runner that heartbeats keep a quiet subscribed connection alive.
+
+    Runs ``exchange_cls`` with ``heartbeat_interval_s = interval_s`` and ``stale_after_s`` ten
+    times that against an :class:`ExchangeServer` that sends no data (``read_request`` answers
+    the heartbeat, e.g. ``ping`` -> ``pong``), subscribes ``symbol`` and waits for three stale
+    periods: the server must have received ``heartbeat_frame()`` again and again on ONE
+    connection (the answers count as frames, so nothing went stale), and no answer may be
+    counted as a skipped frame. Returns the server's connection. Run it under
+    ``trio.fail_after``.
+    """
+    stale = 10 * interval_s
+
+    class Beating(exchange_cls):  # type: ignore[valid-type,misc]
+        heartbeat_interval_s = interval_s
+        stale_after_s = stale
+        max_messages_per_second = 1000.0
+
+    probe = Beating(config)
+    beat = probe.heartbeat_frame()
+    assert beat is not None, f"{exchange_cls.__name__} has no heartbeat_frame()"
+    text = beat if isinstance(beat, str) else beat.decode()
+    demand = ManualDemand()
+    states = FeedStates()
+    metrics = Metrics()
+    send, _recv = trio.open_memory_channel[Tick](math.inf)
+    async with serve_exchange(read_request, {}) as server:
+        exchange = Beating({**(config or {}), "url": server.url})
+        feed = ExchangeFeed(exchange, demand, states.get(exchange.name), metrics)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(feed.run, send)
+            demand.set(exchange.name, [symbol])
+            await server.wait_until(lambda: symbol in server.subscribed())
+            await trio.sleep(3 * stale)
+            nursery.cancel_scope.cancel()
+    assert len(server.connections) == 1, (
+        f"{len(server.connections)} connections: the heartbeat's answers did not keep it fresh "
+        f"({states.get(exchange.name).last_error})"
+    )
+    conn = server.connections[0]
+    beats = [t for m, t in zip(conn.received, conn.times, strict=True) if m == text]
+    assert len(beats) >= 3, f"{len(beats)} heartbeats in {3 * stale:.2f} s"
+    skipped = dict(metrics.frames_skipped.values)
+    assert not skipped, f"answers to the heartbeat were skipped as bad frames: {skipped}"
+    return conn
 
 
 def read_binance_request(message: str) -> Request | None:

@@ -53,6 +53,26 @@ def test_subscribe_frames_batch_and_remember_ids() -> None:
     assert "Invalid request" in info.value.reason
 
 
+def test_numbered_requests_carry_the_runners_id_and_errors_return_it() -> None:
+    class Small(Binance):
+        symbols_per_message = 2
+
+    ex = Small()
+    frames = [json.loads(f) for f in ex.subscribe_request(["BTCUSDT", "ETHUSDT", "BNBBTC"], 7)]
+    assert frames == [
+        {"method": "SUBSCRIBE", "params": ["btcusdt@trade", "ethusdt@trade"], "id": 7},
+        {"method": "SUBSCRIBE", "params": ["bnbbtc@trade"], "id": 7},
+    ]
+    (unsub,) = [json.loads(f) for f in ex.unsubscribe_request(["BNBBTC"], 8)]
+    assert unsub == {"method": "UNSUBSCRIBE", "params": ["bnbbtc@trade"], "id": 8}
+    assert ex.parse('{"result":null,"id":7}', 0) == []
+    with pytest.raises(SubscriptionRejected) as info:
+        ex.parse('{"error":{"code":2,"msg":"Invalid request"},"id":8}', 0)
+    # the runner keeps the map of its own requests: the reply's id is what it needs
+    assert (info.value.request_id, info.value.symbols) == (8, ())
+    assert not ex._pending
+
+
 def test_flat_error_reply_is_a_rejection() -> None:
     with pytest.raises(SubscriptionRejected, match="Unknown property"):
         Binance().parse('{"code": 0, "msg": "Unknown property", "id": 9}', 0)

@@ -17,7 +17,10 @@ from engine.feeds.testing import (
     ManualDemand,
     Request,
     check_bad_frames,
+    check_heartbeat,
     check_parse,
+    check_rejection,
+    check_symbols_per_message,
     frames_by_symbol,
     load_frames,
     run_conformance,
@@ -150,3 +153,18 @@ async def test_a_dropped_connection_resubscribes_what_is_live() -> None:
                 await server.wait_until(lambda: server.subscribed() == {"BTC-USD", "ETH-USD"})
                 assert states.get("coinbase").reconnects == 1
                 nursery.cancel_scope.cancel()
+
+
+def test_no_request_names_more_than_symbols_per_message() -> None:
+    requests = check_symbols_per_message(Coinbase(), read_request)
+    assert max(len(r.symbols) for r in requests) == Coinbase.symbols_per_message == 100
+
+
+def test_no_heartbeat_to_send_the_heartbeat_channel_keeps_it_fresh() -> None:
+    assert check_heartbeat(Coinbase()) is None
+
+
+def test_an_error_names_the_refused_product() -> None:
+    # Coinbase echoes no request id: the product in the reason is what maps it back.
+    [rejected] = check_rejection(Coinbase(), read_request, ["BTC-USD", UNKNOWN])
+    assert (rejected.request_id, rejected.symbols) == (None, (UNKNOWN,))

@@ -80,17 +80,28 @@ class Coinbase(Exchange):
         """``BASE-QUOTE`` in upper case; see the module docstring for accepted spellings."""
         return "-".join(split_symbol(symbol, QUOTES))
 
+    # Coinbase's requests carry no id and its error replies echo none, so the default
+    # ``subscribe_request`` (these frames, unnumbered) is kept; an error names its products in
+    # ``reason`` when it names any.
+
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        """One ``subscribe`` of the configured channel plus ``heartbeat`` for ``symbols``."""
-        return [self._request("subscribe", symbols)]
+        """A ``subscribe`` of the configured channel plus ``heartbeat`` per
+        ``symbols_per_message`` products."""
+        return self._requests("subscribe", symbols)
 
     def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        """One ``unsubscribe`` of both channels for ``symbols``."""
-        return [self._request("unsubscribe", symbols)]
+        """An ``unsubscribe`` of both channels per ``symbols_per_message`` products."""
+        return self._requests("unsubscribe", symbols)
 
-    def _request(self, kind: str, symbols: Sequence[str]) -> str:
-        body = {"type": kind, "product_ids": list(symbols), "channels": [self.channel, "heartbeat"]}
-        return encode_json(body)
+    def _requests(self, kind: str, symbols: Sequence[str]) -> list[str]:
+        channels = [self.channel, "heartbeat"]
+        step = self.symbols_per_message
+        return [
+            encode_json(
+                {"type": kind, "product_ids": list(symbols[i : i + step]), "channels": channels}
+            )
+            for i in range(0, len(symbols), step)
+        ]
 
     def parse(self, frame: str | bytes, received_ns: int) -> list[Tick]:
         """Ticks from a ``match``/``last_match``/``ticker`` frame; ``[]`` for control frames.

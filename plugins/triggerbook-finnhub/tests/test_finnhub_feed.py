@@ -13,7 +13,16 @@ from triggerbook_finnhub import Finnhub
 
 from engine.feeds.runner import ExchangeFeed
 from engine.feeds.status import FeedStates
-from engine.feeds.testing import ManualDemand, Request, load_frames, run_conformance, serve_exchange
+from engine.feeds.testing import (
+    ManualDemand,
+    Request,
+    check_heartbeat,
+    check_rejection,
+    check_symbols_per_message,
+    load_frames,
+    run_conformance,
+    serve_exchange,
+)
 from engine.metrics import Metrics
 from engine.model import Tick
 
@@ -103,3 +112,22 @@ async def test_an_error_frame_is_logged_and_the_feed_stays_up() -> None:
                 assert state.last_error is not None and "too many symbols" in state.last_error
                 assert state.connected and len(server.connections) == 1
                 nursery.cancel_scope.cancel()
+
+
+def test_one_symbol_per_message() -> None:
+    requests = check_symbols_per_message(Finnhub(CONFIG), read_request)
+    assert {len(r.symbols) for r in requests} == {1}
+
+
+def test_no_heartbeat_to_send_finnhub_pings_us() -> None:
+    assert check_heartbeat(Finnhub(CONFIG)) is None
+
+
+def _too_many(message: str) -> Request | None:
+    return Request("subscribe", (), ('{"msg":"Subscribing to too many symbols","type":"error"}',))
+
+
+def test_an_error_names_neither_request_nor_symbol() -> None:
+    # Finnhub echoes no id and names no symbol: the kit can only see the rejection.
+    [rejected] = check_rejection(Finnhub(CONFIG), _too_many, ["AAPL"], anonymous=True)
+    assert (rejected.request_id, rejected.symbols) == (None, ())

@@ -89,6 +89,10 @@ class Finnhub(Exchange):
         query.append(("token", self.token))
         return urlunsplit(parts._replace(query=urlencode(query)))
 
+    # Finnhub's requests carry no id and its error replies name neither a request nor a symbol
+    # (``{"type": "error", "msg": "Subscribing to too many symbols"}``), so the default
+    # ``subscribe_request`` (these frames, unnumbered) is kept.
+
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
         """One ``{"type": "subscribe", "symbol": ...}`` per symbol."""
         return [encode_json({"type": "subscribe", "symbol": s}) for s in symbols]

@@ -16,9 +16,13 @@ from engine.feeds.status import FeedStates
 from engine.feeds.testing import (
     ManualDemand,
     Request,
+    check_heartbeat,
     check_parse,
+    check_rejection,
+    check_symbols_per_message,
     load_frames,
     run_conformance,
+    run_heartbeat_check,
     serve_exchange,
 )
 from engine.metrics import Metrics
@@ -32,7 +36,7 @@ UNKNOWN = "FOO/USD"
 
 def read_request(message: str) -> Request | None:
     """The server side of Kraken v2: one ack per symbol (``success: false`` for
-    :data:`UNKNOWN`), and ``pong`` for ``ping``."""
+    :data:`UNKNOWN`), each echoing the request's ``req_id``, and ``pong`` for ``ping``."""
     msg = json.loads(message)
     method = msg["method"]
     if method == "ping":
@@ -42,6 +46,8 @@ def read_request(message: str) -> Request | None:
     symbols = []
     for symbol in params["symbol"]:
         ack: dict[str, object] = {"method": method, "success": symbol != UNKNOWN}
+        if "req_id" in msg:
+            ack["req_id"] = msg["req_id"]
         if symbol == UNKNOWN:
             ack.update(error=f"Currency pair not supported {symbol}", symbol=symbol)
         else:
@@ -120,3 +126,25 @@ async def test_silence_while_subscribed_is_stale_and_reconnects() -> None:
                 await trio.testing.wait_all_tasks_blocked()
                 assert "FeedStale" in (states.get("kraken").last_error or "")
                 nursery.cancel_scope.cancel()
+
+
+def test_no_request_names_more_than_symbols_per_message() -> None:
+    requests = check_symbols_per_message(Kraken(), read_request)
+    assert max(len(r.symbols) for r in requests) == Kraken.symbols_per_message == 50
+
+
+def test_the_ping_and_its_pong() -> None:
+    # The ping keeps Kraken from closing the connection; the heartbeat channel's frame every
+    # second is what keeps it fresh within stale_after_s.
+    pong = '{"method":"pong","req_id":101}'
+    assert check_heartbeat(Kraken(), [pong], exchange_sends_every_s=1.0) == '{"method":"ping"}'
+
+
+def test_a_failed_ack_maps_to_the_request_id_and_its_pair() -> None:
+    [rejected] = check_rejection(Kraken(), read_request, ["BTC/USD", UNKNOWN], request_id=69)
+    assert (rejected.request_id, rejected.symbols) == (69, (UNKNOWN,))
+
+
+async def test_pongs_keep_a_quiet_connection_fresh() -> None:
+    with trio.fail_after(10):
+        await run_heartbeat_check(Kraken, read_request, "BTC/USD")

@@ -13,6 +13,10 @@ A raw frame from the trade channel, as the Kraken documentation shows it::
 
 becomes ``Tick("kraken", "MATIC/USD", Decimal("0.5117"), 1695628177708, received_ns)``.
 
+Requests carry the runner's number as ``req_id``; Kraken answers each pair of a request with
+its own ack echoing it, so a failed ack is rejected with that ``request_id`` (and its pair when
+it names one).
+
 The trade subscription asks for no snapshot: a snapshot is the last 50 trades, history rather
 than the current price (a snapshot that arrives anyway gives no ticks). The ticker's snapshot is
 the current state and is a tick. Kraken sends a ``heartbeat`` frame about once a second while
@@ -90,17 +94,38 @@ class Kraken(Exchange):
         """``BASE/QUOTE`` in upper case with v2 asset names; see the module docstring."""
         return "/".join(ASSET_ALIASES.get(p, p) for p in split_symbol(symbol, QUOTES))
 
+    def subscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        """``subscribe`` requests of at most ``symbols_per_message`` pairs with ``"req_id"``:
+        Kraken echoes it in every ack of the request, a failed one included."""
+        return self._requests("subscribe", symbols, request_id)
+
+    def unsubscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        """``unsubscribe`` requests with ``req_id``, as :meth:`subscribe_request`."""
+        return self._requests("unsubscribe", symbols, request_id)
+
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        """One ``subscribe`` request for ``symbols`` on the configured channel."""
-        params: dict[str, Any] = {"channel": self.channel, "symbol": list(symbols)}
-        if self.channel == "trade":
-            params["snapshot"] = False
-        return [encode_json({"method": "subscribe", "params": params})]
+        """``subscribe`` requests of at most ``symbols_per_message`` pairs, without a req_id."""
+        return self._requests("subscribe", symbols, None)
 
     def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        """One ``unsubscribe`` request for ``symbols``."""
-        params = {"channel": self.channel, "symbol": list(symbols)}
-        return [encode_json({"method": "unsubscribe", "params": params})]
+        """``unsubscribe`` requests of at most ``symbols_per_message`` pairs, without a req_id."""
+        return self._requests("unsubscribe", symbols, None)
+
+    def _requests(self, method: str, symbols: Sequence[str], request_id: int | None) -> list[str]:
+        frames = []
+        step = self.symbols_per_message
+        for start in range(0, len(symbols), step):
+            params: dict[str, Any] = {
+                "channel": self.channel,
+                "symbol": list(symbols[start : start + step]),
+            }
+            if method == "subscribe" and self.channel == "trade":
+                params["snapshot"] = False
+            body: dict[str, Any] = {"method": method, "params": params}
+            if request_id is not None:
+                body["req_id"] = request_id
+            frames.append(encode_json(body))
+        return frames
 
     def heartbeat_frame(self) -> str:
         """Kraken's application-level ping; the server answers ``{"method": "pong"}``."""
@@ -137,13 +162,15 @@ class Kraken(Exchange):
 
     def _ack(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
         # {"method": "subscribe", "success": false, "error": "Currency pair not supported
-        # FOO/USD", "symbol": "FOO/USD", ...}
+        # FOO/USD", "symbol": "FOO/USD", "req_id": 69, ...}
         if msg.get("success") is not False:
             return []
         result = msg.get("result")
         symbol = msg.get("symbol") or (result.get("symbol") if isinstance(result, dict) else None)
         symbols = (symbol,) if isinstance(symbol, str) else ()
-        raise SubscriptionRejected(str(msg.get("error") or "request failed"), symbols)
+        req_id = msg.get("req_id")
+        request_id = req_id if isinstance(req_id, int) and not isinstance(req_id, bool) else None
+        raise SubscriptionRejected(str(msg.get("error") or "request failed"), symbols, request_id)
 
 
 _HANDLERS: Mapping[str, Handler[Kraken]] = {

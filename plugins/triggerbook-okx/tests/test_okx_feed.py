@@ -12,7 +12,17 @@ from triggerbook_okx import Okx
 
 from engine.feeds.runner import ExchangeFeed
 from engine.feeds.status import FeedStates
-from engine.feeds.testing import ManualDemand, Request, load_frames, run_conformance, serve_exchange
+from engine.feeds.testing import (
+    ManualDemand,
+    Request,
+    check_heartbeat,
+    check_rejection,
+    check_symbols_per_message,
+    load_frames,
+    run_conformance,
+    run_heartbeat_check,
+    serve_exchange,
+)
 from engine.metrics import Metrics
 from engine.model import Tick
 
@@ -29,18 +39,21 @@ class FastOkx(Okx):
 
 def read_request(message: str) -> Request | None:
     """The server side of OKX v5: ``pong`` for ``ping``; one reply per argument, an ``error``
-    (code 60018) for :data:`UNKNOWN`."""
+    (code 60018) for :data:`UNKNOWN`; each reply echoes the request's ``id``."""
     if message == "ping":
         return Request("ping", (), ("pong",))
     msg = json.loads(message)
+    echo = {"id": msg["id"]} if "id" in msg else {}
     replies = []
     symbols = []
     for arg in msg["args"]:
         if arg["instId"] == UNKNOWN:
             text = f"Wrong URL or channel:{arg['channel']},instId:{UNKNOWN} doesn't exist."
-            replies.append(json.dumps({"event": "error", "code": "60018", "msg": text}))
+            error = {**echo, "event": "error", "code": "60018", "msg": text}
+            replies.append(json.dumps(error))
         else:
-            replies.append(json.dumps({"event": msg["op"], "arg": arg, "connId": "a4d3ae55"}))
+            ack = {**echo, "event": msg["op"], "arg": arg, "connId": "a4d3ae55"}
+            replies.append(json.dumps(ack))
             symbols.append(arg["instId"])
     return Request(msg["op"], tuple(symbols), tuple(replies))
 
@@ -113,3 +126,34 @@ async def test_subscription_changes_are_paced_by_the_request_limit(autojump_cloc
                 nursery.cancel_scope.cancel()
     requests = [t for t, m in zip(sent_at, server.received, strict=True) if m != "ping"]
     assert requests[1] - requests[0] >= 3600 / 480
+
+
+def test_no_request_names_more_than_symbols_per_message() -> None:
+    requests = check_symbols_per_message(Okx(), read_request)
+    assert max(len(r.symbols) for r in requests) == Okx.symbols_per_message == 100
+
+
+def test_the_text_ping_and_its_pong() -> None:
+    assert check_heartbeat(Okx(), ["pong"]) == "ping"
+
+
+def test_an_error_reply_maps_to_the_request_id() -> None:
+    [rejected] = check_rejection(Okx(), read_request, ["BTC-USDT", UNKNOWN], request_id=12)
+    assert (rejected.request_id, rejected.symbols) == (12, (UNKNOWN,))
+
+
+def _refuse_anonymously(message: str) -> Request | None:
+    """OKX's ``60012 Invalid request`` for the whole request: the words name no instrument."""
+    msg = json.loads(message)
+    error = {"id": msg["id"], "event": "error", "code": "60012", "msg": "Invalid request"}
+    return Request(msg["op"], (), (json.dumps(error),))
+
+
+def test_an_error_naming_no_instrument_still_maps_to_its_request() -> None:
+    [rejected] = check_rejection(Okx(), _refuse_anonymously, ["BTC-USDT"], request_id=3)
+    assert (rejected.request_id, rejected.symbols) == (3, ())
+
+
+async def test_pongs_keep_a_quiet_connection_fresh() -> None:
+    with trio.fail_after(10):
+        await run_heartbeat_check(Okx, read_request, "BTC-USDT")

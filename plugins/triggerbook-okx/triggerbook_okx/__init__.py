@@ -16,6 +16,11 @@ Heartbeat: OKX drops a connection that has pushed nothing for 30 s; the client s
 ``ping`` when it has received nothing for N < 30 s and expects the text ``pong``. The runner sends
 ``ping`` every 20 s, so even a quiet instrument answers within the staleness limit.
 
+Requests carry the runner's number as ``"id": "7"``; OKX echoes it in the reply, so an
+``error`` reply (``{"id": "7", "event": "error", "code": "60018", ...}``) is rejected with
+``request_id=7`` even when its words name no instrument. At most ``symbols_per_message`` (100)
+arguments go in one request, well under OKX's 64 KB per request.
+
 A ``notice`` (code 64008: the connection closes for a service upgrade in 60 s) is a control frame;
 the runner reconnects when the server closes.
 
@@ -75,8 +80,9 @@ class Okx(Exchange):
     )
 
     # OKX v5 "WebSocket / Connect": 480 subscribe/unsubscribe/login requests per connection
-    # per hour; the channels of one request must total under 64 KB (100 args is ~5 KB). No
-    # per-connection cap on public subscriptions is documented.
+    # per hour; the channels of one request must total under 64 KB (100 args is ~5 KB, and a
+    # request never carries more than ``symbols_per_message`` of them). No per-connection cap
+    # on public subscriptions is documented.
     max_streams_per_connection = 200
     max_messages_per_second = 480 / 3600
     symbols_per_message = 100
@@ -92,17 +98,37 @@ class Okx(Exchange):
         """``BASE-QUOTE[-SUFFIX]`` in upper case; see the module docstring."""
         return "-".join(split_symbol(symbol, QUOTES))
 
+    def subscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        """``subscribe`` ops of at most ``symbols_per_message`` ``{channel, instId}`` arguments,
+        each with ``"id": "<request_id>"``: OKX echoes it in the reply, an ``error`` included."""
+        return self._requests("subscribe", symbols, request_id)
+
+    def unsubscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        """``unsubscribe`` ops with the request's ``id``, as :meth:`subscribe_request`."""
+        return self._requests("unsubscribe", symbols, request_id)
+
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        """One ``subscribe`` op with one ``{channel, instId}`` argument per symbol."""
-        return [self._request("subscribe", symbols)]
+        """``subscribe`` ops of at most ``symbols_per_message`` arguments, without an id."""
+        return self._requests("subscribe", symbols, None)
 
     def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        """One ``unsubscribe`` op with one argument per symbol."""
-        return [self._request("unsubscribe", symbols)]
+        """``unsubscribe`` ops of at most ``symbols_per_message`` arguments, without an id."""
+        return self._requests("unsubscribe", symbols, None)
 
-    def _request(self, op: str, symbols: Sequence[str]) -> str:
-        args = [{"channel": self.channel, "instId": s} for s in symbols]
-        return encode_json({"op": op, "args": args})
+    def _requests(self, op: str, symbols: Sequence[str], request_id: int | None) -> list[str]:
+        # The id is a string of up to 32 digits or letters in OKX's "WebSocket / Subscribe".
+        head: dict[str, Any] = {"id": str(request_id)} if request_id is not None else {}
+        step = self.symbols_per_message
+        return [
+            encode_json(
+                {
+                    **head,
+                    "op": op,
+                    "args": [{"channel": self.channel, "instId": s} for s in symbols[i : i + step]],
+                }
+            )
+            for i in range(0, len(symbols), step)
+        ]
 
     def heartbeat_frame(self) -> str:
         """OKX's application-level ping: the bare text ``ping``."""
@@ -136,11 +162,18 @@ class Okx(Exchange):
         return ticks
 
     def _error(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
-        # {"event": "error", "code": "60018", "msg": "Wrong URL or channel:trades,instId:FOO-USDT
-        # doesn't exist. ...", "connId": "a4d3ae55"}
+        # {"id": "7", "event": "error", "code": "60018", "msg": "Wrong URL or channel:trades,
+        # instId:FOO-USDT doesn't exist. ...", "connId": "a4d3ae55"}: the id of our request when
+        # it carried one, the instrument when the words name it.
         text = str(msg.get("msg") or "")
         reason = f"{msg.get('code', '')} {text}".strip() or "error"
-        raise SubscriptionRejected(reason, tuple(_INST_ID.findall(text)))
+        echoed = msg.get("id")
+        request_id = (
+            int(echoed)
+            if isinstance(echoed, str) and echoed.isascii() and echoed.isdigit()
+            else None
+        )
+        raise SubscriptionRejected(reason, tuple(_INST_ID.findall(text)), request_id)
 
 
 def _channel(msg: Message) -> str | None:
