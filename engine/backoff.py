@@ -12,7 +12,9 @@ Every loop that retries something that failed for reasons outside our control wa
   5 s, each pause clipped to what is left of ``start_timeout_s``;
 - the symbol directory's list fetches (``engine/feeds/symbols.py``): 5 s up to the smaller of
   600 s and the exchange's refresh period, reset by a good fetch;
-- and the notification sinks' delivery retries to come.
+- the delivery loops' retries of a notification (``engine/sinks/delivery.py``): 5 s up to 6 h,
+  drawn from the row's own count of attempts (:meth:`Backoff.delay_after`), since a row's
+  retries outlive any one loop (and any one process).
 
 The n-th delay (n counted from 0) is ``uniform(0, min(cap_s, base_s * 2**n))``: "full jitter"
 (AWS architecture blog, "Exponential Backoff And Jitter"). Drawing from zero rather than from
@@ -92,6 +94,12 @@ class Backoff:
         ceiling = self.ceiling()
         self._attempt += 1
         return self._uniform(0.0, ceiling)
+
+    def delay_after(self, failures: int) -> float:
+        """The delay after the ``failures``-th failure (counted from 1) of something whose
+        count is kept elsewhere (an outbox row's ``attempts``), without counting here."""
+        exponent = min(max(failures - 1, 0), _MAX_EXPONENT)
+        return self._uniform(0.0, min(self.cap_s, self.base_s * 2**exponent))
 
     def succeeded(self, lasted_s: float = math.inf) -> None:
         """Record a success that lasted ``lasted_s`` seconds (by default: one that needs no

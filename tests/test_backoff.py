@@ -157,3 +157,16 @@ async def test_a_retry_loop_waits_no_longer_than_the_ceilings(
     elapsed = trio.current_time() - start
     assert elapsed == pytest.approx(slept)
     assert elapsed <= sum(ceilings(0.5, 30.0, 10))
+
+
+def test_delay_after_draws_from_a_count_kept_elsewhere_without_counting() -> None:
+    rng = random.Random(7)
+    backoff = Backoff(5.0, 60.0, rng=rng)
+    ceilings = [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+    for failures, ceiling in enumerate(ceilings, start=1):
+        draws = [backoff.delay_after(failures) for _ in range(200)]
+        assert all(0.0 <= d <= ceiling for d in draws)
+        assert max(draws) > ceiling * 0.9  # the whole window, not a fixed point
+    assert backoff.attempt == 0
+    assert 0.0 <= backoff.delay_after(0) <= 5.0
+    assert 0.0 <= backoff.delay_after(10**9) <= 60.0
