@@ -44,6 +44,64 @@ def _plugins_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plugins_serve(args: argparse.Namespace) -> int:
+    """A local exchange speaking plugin ``args.name``'s frames, until interrupted."""
+    import signal
+    from functools import partial
+    from pathlib import Path
+
+    import trio
+
+    from engine.feeds.testing import find_frames, infer_read_request, load_frames, serve_plugin
+    from engine.plugins.registry import load_registry
+
+    registry = load_registry()
+    if not registry.is_exchange(args.name):
+        print(
+            f"triggerbook: {args.name!r} is no WebSocket exchange ({registry.names()})",
+            file=sys.stderr,
+        )
+        return 1
+    exchange = registry.exchange(args.name, {})
+    path = Path(args.frames) if args.frames else find_frames(exchange)
+    if path is None or not path.is_file():
+        print(
+            f"triggerbook: no recorded frames for {args.name}: give --frames FILE", file=sys.stderr
+        )
+        return 1
+    try:
+        infer_read_request(exchange)  # a protocol the server cannot read is refused here
+        frames = load_frames(path)
+    except ValueError as exc:
+        print(f"triggerbook: {exc}", file=sys.stderr)
+        return 1
+    serve = partial(
+        serve_plugin,
+        exchange,
+        frames,
+        host=args.host,
+        port=args.port,
+        interval_s=args.interval,
+        pong=args.pong,
+    )
+
+    async def main() -> None:
+        # Ctrl-C or a TERM stops the server cleanly (a KeyboardInterrupt inside a nursery would
+        # surface as an exception group).
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                server = await nursery.start(serve)
+                table = f'[feeds.{args.name}]\nenabled = true\nurl = "{server.url}"'
+                print(f"serving {args.name} frames from {path} at {server.url}", flush=True)
+                print(f"put in config.toml:\n{table}", flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+    return 0
+
+
 def _users_create(args: argparse.Namespace) -> int:
     from web.users import create_user_command
 
@@ -73,6 +131,30 @@ def build_parser() -> argparse.ArgumentParser:
     new.add_argument("name", help="the exchange's name: [feeds.<name>], alerts' exchange")
     new.add_argument("--dir", default=".", help="where to create triggerbook-<name>/ (default .)")
     new.set_defaults(func=_plugins_new)
+    serve = plugins_sub.add_parser(
+        "serve",
+        help="a local exchange speaking a plugin's frames, to try it against the real engine",
+        description="Replays the plugin's recorded frames of each subscribed symbol, then sends "
+        "a new trade per subscribed symbol every --interval seconds. Prints the URL to put in "
+        "[feeds.NAME] url.",
+    )
+    serve.add_argument("name", help="the exchange's name, as `triggerbook plugins` lists it")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=0, help="port (default 0: any free one)")
+    serve.add_argument(
+        "--frames",
+        help="recorded frames, one per line (default: the plugin's tests/data/NAME.jsonl)",
+    )
+    serve.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        help="seconds between generated trades (0: replay only)",
+    )
+    serve.add_argument("--pong", help="the answer to the plugin's heartbeat_frame(), if it has one")
+    serve.set_defaults(func=_plugins_serve)
 
     bench = sub.add_parser("bench", help="run a benchmark: book, store or feed")
     bench.add_argument("target", choices=["book", "store", "feed"])

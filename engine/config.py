@@ -38,7 +38,6 @@ CORE_SCHEMA: Mapping[str, Mapping[str, Any]] = {
         "password": "",
         "starttls": False,
     },
-    "sinks.webhook": {"enabled": False, "secret": ""},
     "limits": {"max_live_alerts": 1000, "max_symbols": 100},
 }
 

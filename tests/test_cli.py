@@ -15,6 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio_websocket
+
+from engine.model import Tick
 
 TRIGGERBOOK = [sys.executable, "-m", "engine.cli"]
 READY = re.compile(rb"triggerbook ready on http://127\.0\.0\.1:(\d+)")
@@ -127,3 +130,50 @@ def test_plugins_new_writes_a_package_whose_own_tests_pass(tmp_path: Path) -> No
         timeout=60,
     )
     assert bad.returncode == 1 and "not a plugin name" in bad.stderr
+
+
+SERVING = re.compile(rb"url = \"(ws://127\.0\.0\.1:\d+)\"")
+
+
+async def test_plugins_serve_speaks_the_plugins_frames_to_a_real_client() -> None:
+    """An operator's local exchange: a real WebSocket client subscribes as the engine would and
+    gets the recorded frames and then new trades, which the plugin itself parses into ticks."""
+    from engine.feeds.binance import Binance
+
+    with trio.fail_after(30):
+        process = await trio.lowlevel.open_process(
+            [*TRIGGERBOOK, "plugins", "serve", "binance", "--interval", "0.02"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out = b""
+        try:
+            assert process.stdout is not None
+            while not (match := SERVING.search(out)):
+                chunk = await process.stdout.receive_some()
+                assert chunk, out.decode()
+                out += chunk
+            assert b"[feeds.binance]" in out
+            binance = Binance({"url": match.group(1).decode()})
+            ticks: list[Tick] = []
+            async with trio_websocket.open_websocket_url(binance.connect_url()) as ws:
+                for frame in binance.subscribe_request(["BNBBTC", "ETHUSDT"], 1):
+                    await ws.send_message(frame)
+                while len({t.price for t in ticks if t.symbol == "ETHUSDT"}) < 3:
+                    ticks.extend(binance.parse(await ws.get_message(), 1))
+            # the recorded BNBBTC trades came first, then trades of both, made up
+            assert [str(t.price) for t in ticks[:2]] == ["0.001", "0.001"]
+            assert {t.symbol for t in ticks} == {"BNBBTC", "ETHUSDT"}
+            process.send_signal(signal.SIGINT)
+            code = await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        errors = await process.stderr.receive_some() if process.stderr else b""
+    assert code == 0 and b"Traceback" not in errors, errors.decode()
+    with trio.fail_after(30):
+        unknown = await trio.run_process(
+            [*TRIGGERBOOK, "plugins", "serve", "nope"], capture_stderr=True, check=False
+        )
+    assert unknown.returncode == 1 and b"is no WebSocket exchange" in unknown.stderr

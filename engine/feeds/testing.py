@@ -28,13 +28,25 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+import random
+import sys
+import time
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import trio
 import trio_websocket
 
@@ -57,18 +69,22 @@ __all__ = [
     "RestServer",
     "ServerConnection",
     "Tick",
+    "TradeMaker",
     "check_bad_frames",
     "check_heartbeat",
     "check_parse",
     "check_rejection",
     "check_symbols_per_message",
+    "find_frames",
     "frames_by_symbol",
+    "infer_read_request",
     "load_frames",
     "manual_demand",
     "read_binance_request",
     "run_conformance",
     "run_heartbeat_check",
     "serve_exchange",
+    "serve_plugin",
     "serve_rest",
 ]
 
@@ -335,12 +351,15 @@ class ExchangeServer:
         *,
         greeting: Sequence[str] = (),
         replay: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.read_request = read_request
+        self.host = host
         self.frames = {k: list(v) for k, v in (frames or {}).items()}
         self.greeting = list(greeting)
         self.replay = replay
-        self.port = 0
+        self.port = port
         self.connections: list[ServerConnection] = []
         self.received: list[str] = []
         self.requests: list[Request] = []
@@ -351,7 +370,8 @@ class ExchangeServer:
     @property
     def url(self) -> str:
         """The base URL to give the exchange (``ws://127.0.0.1:<port>``)."""
-        return f"ws://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}"
 
     @property
     def live(self) -> list[ServerConnection]:
@@ -375,7 +395,7 @@ class ExchangeServer:
         """Serve until cancelled; ``task_status.started(self)`` once the port is bound."""
         async with trio.open_nursery() as nursery:
             listener = await nursery.start(
-                trio_websocket.serve_websocket, self._handler, "127.0.0.1", 0, None
+                trio_websocket.serve_websocket, self._handler, self.host, self.port, None
             )
             self.port = listener.port
             task_status.started(self)
@@ -599,6 +619,223 @@ def read_binance_request(message: str) -> Request | None:
     symbols = tuple(p.split("@")[0].upper() for p in msg.get("params", ()))
     reply = json.dumps({"result": None, "id": msg.get("id")})
     return Request(op, symbols, (reply,))
+
+
+# -------------------------------------------------------------------------------------------------
+# the exchange server from the command line (``triggerbook plugins serve NAME``)
+# -------------------------------------------------------------------------------------------------
+
+_MARK = "QZQ7MARK9QZQ"  # a symbol no exchange spells, to find where its requests put symbols
+_MARK_ID = 424242
+_json_in = msgspec.json.Decoder(float_hook=Decimal)  # JSON numbers keep their digits
+_json_out = msgspec.json.Encoder(decimal_format="number")
+
+JsonPath = tuple[str | int, ...]
+
+
+def _leaves(value: object, path: JsonPath = ()) -> Iterator[tuple[JsonPath, object]]:
+    """Every scalar of a JSON document with its path; list indices are ``-1`` (any item)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item, (*path, -1))
+    else:
+        yield path, value
+
+
+def infer_read_request(exchange: Exchange, *, pong: str | None = None) -> ReadRequest:
+    """The server side of ``exchange``'s protocol, learnt from its own request frames.
+
+    Subscribes and unsubscribes a marker symbol through ``subscribe_request`` /
+    ``unsubscribe_request`` and remembers where the symbol goes (a JSON path, with any prefix,
+    suffix and lower-casing, as Binance's ``bnbbtc@trade``) and which fields tell a subscribe
+    from an unsubscribe. A message equal to ``heartbeat_frame()`` is answered with ``pong``
+    when given. Nothing else is answered (no acks: the runner needs none). Raises
+    ``ValueError`` for an exchange whose requests are not JSON objects naming the symbol.
+    """
+    try:
+        sub = _json_in.decode(exchange.subscribe_request([_MARK], _MARK_ID)[0])
+        unsub = _json_in.decode(exchange.unsubscribe_request([_MARK], _MARK_ID)[0])
+    except (msgspec.DecodeError, IndexError):
+        raise ValueError(f"{exchange.name}'s requests are not JSON: write a read_request") from None
+    where: list[tuple[JsonPath, str, str, bool]] = []
+    for path, value in _leaves(sub):
+        if isinstance(value, str) and _MARK.lower() in value.lower():
+            at = value.lower().index(_MARK.lower())
+            lower = value[at : at + len(_MARK)] == _MARK.lower()
+            where.append((path, value[:at], value[at + len(_MARK) :], lower))
+    if not where:
+        raise ValueError(f"{exchange.name}'s requests do not name the symbol: write a read_request")
+    marked = {w[0] for w in where}
+
+    def fields(doc: object) -> dict[JsonPath, set[object]]:
+        out: dict[JsonPath, set[object]] = {}
+        for path, value in _leaves(doc):
+            if path not in marked and value not in (_MARK_ID, str(_MARK_ID)):
+                out.setdefault(path, set()).add(value if not isinstance(value, list) else None)
+        return out
+
+    sub_fields, unsub_fields = fields(sub), fields(unsub)
+    telling = {
+        p
+        for p in sub_fields.keys() | unsub_fields.keys()
+        if sub_fields.get(p) != unsub_fields.get(p)
+    }
+    beat = exchange.heartbeat_frame()
+    beat_text = beat.decode() if isinstance(beat, bytes) else beat
+
+    def read_request(message: str) -> Request | None:
+        if beat_text is not None and message == beat_text:
+            return Request("ping", (), (pong,) if pong is not None else ())
+        try:
+            doc = _json_in.decode(message)
+        except msgspec.DecodeError:
+            return Request("unknown")
+        got = fields(doc)
+        op = "unknown"
+        for name, want in (("subscribe", sub_fields), ("unsubscribe", unsub_fields)):
+            if all(got.get(p) == want.get(p) for p in telling):
+                op = name
+        symbols = []
+        for path, value in _leaves(doc):
+            for spot, prefix, suffix, lower in where:
+                if path == spot and isinstance(value, str) and value.startswith(prefix):
+                    name = value[len(prefix) : len(value) - len(suffix)]
+                    if value.endswith(suffix) and name:
+                        symbols.append(name.upper() if lower else name)
+        return Request(op, tuple(dict.fromkeys(symbols)))
+
+    return read_request
+
+
+class TradeMaker:
+    """New trade frames in ``exchange``'s own format, made from its recorded data frames.
+
+    For a symbol it takes that symbol's recorded frame (or any data frame, with the symbol put
+    in its place, also lower-cased where the recording had it so) and a new price (a small
+    random walk from the recorded one, at the same precision) and the time now where the
+    recording had its time in milliseconds. A frame is kept only when ``exchange.parse`` gives
+    back exactly that symbol and price, so the operator never sees a frame the plugin would
+    misread.
+    """
+
+    def __init__(
+        self, exchange: Exchange, frames: Sequence[str], *, seed: int | None = None
+    ) -> None:
+        self.exchange = exchange
+        self.templates: dict[str, tuple[object, Tick]] = {}
+        for frame in frames:
+            try:
+                ticks = exchange.parse(frame, 0)
+                doc = _json_in.decode(frame)
+            except (BadFrame, SubscriptionRejected, FeedClosed, msgspec.DecodeError):
+                continue
+            if len(ticks) == 1 and isinstance(doc, dict):
+                self.templates.setdefault(ticks[0].symbol, (doc, ticks[0]))
+        self.prices: dict[str, Decimal] = {}
+        self._random = random.Random(seed)
+
+    def trade(self, symbol: str) -> str | None:
+        """A new trade frame of ``symbol``, or None when no recorded frame can be made one."""
+        if not self.templates:
+            return None
+        doc, tick = self.templates.get(symbol) or next(iter(self.templates.values()))
+        last = self.prices.get(symbol, tick.price)
+        step = Decimal(self._random.uniform(-0.001, 0.001)).quantize(Decimal("1e-6"))
+        # at least six significant digits, so that a price like 0.001 can move at all
+        exponent = min(int(tick.price.as_tuple().exponent), tick.price.adjusted() - 5)
+        price = (last * (1 + step)).quantize(Decimal(1).scaleb(exponent))
+        price = price if price > 0 else last
+        now_ms = int(time.time() * 1000)
+        swaps = {
+            tick.symbol: symbol,
+            tick.symbol.lower(): symbol.lower(),
+            str(tick.price): str(price),
+            str(tick.exchange_time_ms): str(now_ms),
+        }
+        frame = _json_out.encode(_swap(doc, swaps, tick, price, now_ms)).decode()
+        try:
+            ticks = self.exchange.parse(frame, 0)
+        except (BadFrame, SubscriptionRejected, FeedClosed):
+            return None
+        if [(t.symbol, t.price) for t in ticks] != [(symbol, price)]:
+            return None
+        self.prices[symbol] = price
+        return frame
+
+
+def _swap(
+    value: object, swaps: Mapping[str, str], tick: Tick, price: Decimal, now_ms: int
+) -> object:
+    """``value`` with the recorded symbol, price and millisecond time replaced."""
+    if isinstance(value, dict):
+        return {k: _swap(v, swaps, tick, price, now_ms) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_swap(v, swaps, tick, price, now_ms) for v in value]
+    if isinstance(value, str):
+        if value in swaps:
+            return swaps[value]
+        for old in (tick.symbol, tick.symbol.lower()):
+            if old and old in value:
+                return value.replace(old, swaps[old])
+        return value
+    if isinstance(value, Decimal) and value == tick.price:
+        return price
+    if isinstance(value, int) and not isinstance(value, bool) and value == tick.exchange_time_ms:
+        return now_ms if value else value
+    return value
+
+
+def find_frames(exchange: Exchange) -> Path | None:
+    """The recording a plugin keeps beside its package, ``tests/data/<name>.jsonl`` (found from
+    an in-tree or editable install), or None."""
+    module = sys.modules.get(type(exchange).__module__)
+    start = Path(getattr(module, "__file__", "") or ".").resolve().parent
+    for folder in (start, *start.parents[:3]):
+        candidate = folder / "tests" / "data" / f"{exchange.name}.jsonl"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+async def serve_plugin(
+    exchange: Exchange,
+    frames: Sequence[str],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    interval_s: float = 1.0,
+    pong: str | None = None,
+    task_status: trio.TaskStatus[ExchangeServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``exchange``'s protocol on ``host:port`` until cancelled, for trying a plugin
+    against the real engine: requests are read by :func:`infer_read_request`; a subscribe
+    replays the recorded ``frames`` of its symbols, then every ``interval_s`` (0: never) each
+    subscribed symbol gets a new trade from :class:`TradeMaker`. ``task_status.started`` gets
+    the :class:`ExchangeServer` (its ``url`` is what ``[feeds.<name>] url`` takes).
+    """
+    read = infer_read_request(exchange, pong=pong)
+    maker = TradeMaker(exchange, frames)
+    server = ExchangeServer(read, frames_by_symbol(exchange, frames), host=host, port=port)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        if interval_s > 0:
+            nursery.start_soon(_generate, server, maker, interval_s)
+        task_status.started(server)
+
+
+async def _generate(server: ExchangeServer, maker: TradeMaker, interval_s: float) -> None:
+    while True:
+        await trio.sleep(interval_s)
+        for conn in server.live:
+            for symbol in sorted(conn.subscribed):
+                frame = maker.trade(symbol)
+                if frame is None:
+                    continue
+                with contextlib.suppress(trio_websocket.ConnectionClosed):
+                    await conn.ws.send_message(frame)
 
 
 # -------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from engine.errors import PluginError
 from engine.model import Notification
 from engine.plugins import Sink, hookimpl
-from engine.plugins.registry import load_registry
+from engine.plugins.registry import BUILTIN_PLUGINS, load_registry
 
 
 class Pager(Sink):
@@ -29,7 +29,7 @@ def test_a_plugin_sink_is_collected_and_listed() -> None:
     registry = load_registry(
         [types.SimpleNamespace(triggerbook_sinks=pager_sinks)], entry_points=False
     )
-    sinks = [p for p in registry.provided if p.kind == "sink" and p.name != "console"]
+    sinks = [p for p in registry.provided if p.kind == "sink" and p.plugin not in BUILTIN_PLUGINS]
     assert [(p.name, p.cls) for p in sinks] == [("pager", Pager)]
     assert registry.sinks["pager"] is Pager
     assert registry.sections()["sinks.pager"]["number"] == ""
