@@ -1,12 +1,13 @@
 """The engine: one ``trio.run``, one root nursery, actors that talk only through memory channels.
 
 Read ``run_engine`` top to bottom: it opens the store, loads the book from it, then starts the
-fire recorder, the book, the symbol directory (each exchange's traded symbols), the feeds, and
+delivery loops (one per enabled sink: undelivered notifications go out at once), the fire
+recorder, the book, the symbol directory (each exchange's traded symbols), the feeds, and
 last the web. Each actor is started with ``await nursery.start(...)``, so the next one begins
 only once the previous one is ready, and an error in any of them cancels all of them. The parts
 are built once, into one :class:`~engine.parts.Parts` that the web is handed.
 
-    feeds --ticks--> book --fires--> fire recorder (store, outbox) --> sinks (later)
+    feeds --ticks--> book --fires--> fire recorder (store, outbox) --wake--> delivery --> sinks
       ^                ^   |
       |  demand        |   +-- last prices --> web
       +----------------+-- commands <-- web (writes through the store first)
@@ -37,6 +38,7 @@ from engine.model import BookCommand, Fire, Tick
 from engine.parts import Parts
 from engine.plugins.registry import FeedRegistry
 from engine.quarantine import Quarantine
+from engine.sinks.delivery import Delivery
 from engine.store import Store, open_store, run_fire_recorder
 from web.server import run_web  # the root starts the web (the engine-below-web contract allows it)
 
@@ -99,8 +101,14 @@ async def run_engine(
         settle_heap()
 
         async with trio.open_nursery() as nursery:
+            await nursery.start(parts.delivery.run)
             await nursery.start(
-                run_fire_recorder, store, fires_recv, config.enabled_sinks(), metrics, quarantine
+                partial(run_fire_recorder, committed=parts.delivery.wake),
+                store,
+                fires_recv,
+                parts.delivery.fire_channels(),
+                metrics,
+                quarantine,
             )
             await nursery.start(
                 run_book,
@@ -139,9 +147,9 @@ def assemble(
     metrics: Metrics,
     quarantine: Quarantine,
 ) -> Parts:
-    """The bag of parts around a loaded ``book``: fresh last prices, demand and feed states, and
-    the symbol directory of the enabled exchanges. What :func:`run_engine` builds; tests and
-    benchmarks build theirs with it too."""
+    """The bag of parts around a loaded ``book``: fresh last prices, demand and feed states, the
+    symbol directory of the enabled exchanges and the delivery loops of the enabled sinks. What
+    :func:`run_engine` builds; tests and benchmarks build theirs with it too."""
     return Parts(
         config=config,
         store=store,
@@ -152,6 +160,11 @@ def assemble(
         feeds=feeds,
         feed_states=FeedStates(),
         symbols=SymbolDirectory.for_config(feeds, config, metrics),
+        delivery=Delivery(
+            {name: feeds.sink(name, config.sinks[name]) for name in config.enabled_sinks()},
+            store.outbox,
+            metrics,
+        ),
         metrics=metrics,
         quarantine=quarantine,
     )

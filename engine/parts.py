@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from engine.model import BookCommand
     from engine.plugins.registry import FeedRegistry
     from engine.quarantine import Quarantine
+    from engine.sinks.delivery import Delivery
     from engine.store import Store
 
 
@@ -35,7 +36,8 @@ class Parts:
 
     ``commands`` is the book's command channel (the web writes through the store first, then
     sends); ``prices`` the last price per symbol, ``demand`` the symbols the book holds triggers
-    for (the feeds subscribe them), ``symbols`` each exchange's traded symbols.
+    for (the feeds subscribe them), ``symbols`` each exchange's traded symbols, ``delivery`` the
+    sinks' loops (what a fire queues, a test notification sent now, the channels that are down).
     """
 
     config: Config
@@ -47,5 +49,6 @@ class Parts:
     feeds: FeedRegistry
     feed_states: FeedStates
     symbols: SymbolDirectory
+    delivery: Delivery
     metrics: Metrics
     quarantine: Quarantine

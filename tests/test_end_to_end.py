@@ -9,6 +9,7 @@ the database and subscribes again.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -77,8 +78,9 @@ async def wait_for_status(
 
 
 async def test_an_alert_created_over_the_api_fires_from_a_binance_frame(
-    tmp_path: Path, database: str
+    tmp_path: Path, database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="triggerbook.console")
     with trio.fail_after(30):
         async with serve_exchange(read_binance_request) as server, trio.open_nursery() as nursery:
             config = engine_config(tmp_path, database, server)
@@ -113,10 +115,25 @@ async def test_an_alert_created_over_the_api_fires_from_a_binance_frame(
                 )
                 assert response.json()["direction"] == "below"
 
-            outbox = await engine.parts.store.pending_outbox()
-            assert [(row.alert_id, row.channel) for row in outbox] == [(alert["id"], "console")]
-            assert outbox[0].payload["triggered_price"] == "70000.10"
+            # The console sink delivers the fire's one notification (the only enabled sink).
+            notes = await wait_delivered(engine, alert["id"])
+            assert [(n.channel, n.destination_id, n.state) for n in notes] == [
+                ("console", None, "delivered")
+            ]
             nursery.cancel_scope.cancel()
+    lines = [r.getMessage() for r in caplog.records if r.name == "triggerbook.console"]
+    assert len(lines) == 1
+    assert f"alert {alert['id']} fired" in lines[0]
+    assert "symbol=BTCUSDT direction=above target=70,000.1 price=70,000.10" in lines[0]
+
+
+async def wait_delivered(engine: Engine, alert_id: int) -> list:
+    """The alert's notifications once none is pending any more."""
+    while True:
+        notes = (await engine.parts.store.outbox.notifications_of([alert_id])).get(alert_id, [])
+        if notes and all(n.state != "pending" for n in notes):
+            return notes
+        await trio.sleep(0.01)
 
 
 async def test_a_restart_rebuilds_the_book_and_resubscribes(tmp_path: Path, database: str) -> None:
@@ -150,10 +167,6 @@ async def test_a_restart_rebuilds_the_book_and_resubscribes(tmp_path: Path, data
                 engine.parts.book._check()
                 await server.wait_until(lambda: server.subscribed() == {"ETHUSDT", "SOLUSDT"})
                 await server.send_for("ETHUSDT", trade("ETHUSDT", "2499.99", 3))
-                while True:
-                    outbox = await engine.parts.store.pending_outbox()
-                    if outbox:
-                        break
-                    await trio.sleep(0.01)
-                assert [row.alert_id for row in outbox] == [kept[0]]
+                notes = await wait_delivered(engine, kept[0])
+                assert [(n.channel, n.state) for n in notes] == [("console", "delivered")]
                 nursery.cancel_scope.cancel()
