@@ -81,11 +81,28 @@ class {cls}(Exchange):
     def spell_symbol(self, symbol: str) -> str:
         return symbol.upper().replace("/", "-")
 
+    # The runner numbers each (un)subscribe batch: put the number where the exchange echoes it
+    # in its reply (here "id"), so an error reply maps back to the batch's symbols. A protocol
+    # that echoes no id overrides only subscribe_frames/unsubscribe_frames.
+    def subscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        return self._requests("subscribe", symbols, request_id)
+
+    def unsubscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        return self._requests("unsubscribe", symbols, request_id)
+
     def subscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        return [encode_json({{"op": "subscribe", "args": list(symbols)}})]
+        return self._requests("subscribe", symbols, None)
 
     def unsubscribe_frames(self, symbols: Sequence[str]) -> list[str]:
-        return [encode_json({{"op": "unsubscribe", "args": list(symbols)}})]
+        return self._requests("unsubscribe", symbols, None)
+
+    def _requests(self, op: str, symbols: Sequence[str], request_id: int | None) -> list[str]:
+        step = self.symbols_per_message  # never more in one frame (the kit checks it)
+        numbered = {{"id": request_id}} if request_id is not None else {{}}
+        return [
+            encode_json({{"op": op, "args": list(symbols[i : i + step]), **numbered}})
+            for i in range(0, len(symbols), step)
+        ]
 
     def heartbeat_frame(self) -> str:
         return encode_json({{"op": "ping"}})
@@ -101,8 +118,11 @@ class {cls}(Exchange):
         return [Tick(self.name, str(msg.get("symbol", "")), price, time_ms, received_ns)]
 
     def _error(self, msg: Message, frame: str | bytes, received_ns: int) -> list[Tick]:
+        # {{"event": "error", "msg": "...", "id": 7}}: the runner knows request 7's symbols
         symbol = msg.get("symbol")
-        raise SubscriptionRejected(str(msg.get("msg", "")), (symbol,) if symbol else ())
+        request_id = msg.get("id") if isinstance(msg.get("id"), int) else None
+        symbols = (symbol,) if isinstance(symbol, str) else ()
+        raise SubscriptionRejected(str(msg.get("msg", "")), symbols, request_id)
 
 
 _HANDLERS = {{
@@ -135,7 +155,16 @@ import json
 from pathlib import Path
 
 import trio
-from engine.feeds.testing import Request, check_bad_frames, check_parse, run_conformance
+from engine.feeds.testing import (
+    Request,
+    check_bad_frames,
+    check_heartbeat,
+    check_parse,
+    check_rejection,
+    check_symbols_per_message,
+    run_conformance,
+    run_heartbeat_check,
+)
 
 from triggerbook_{name} import {cls}
 
@@ -157,18 +186,40 @@ def test_bad_frames() -> None:
 
 
 def read_request(message: str) -> Request | None:
-    """The server side of the protocol: what the client asked, and the ack to send back."""
+    """The server side of the protocol: what the client asked, and the replies to send back
+    (an ack echoing the request's id; an error for the unknown symbol NOPE-USD)."""
     msg = json.loads(message)
     if msg["op"] == "ping":
         return Request("ping", (), (json.dumps({{"event": "pong"}}),))
-    ack = json.dumps({{"event": f"{{msg['op']}}d", "args": msg.get("args", [])}})
-    return Request(msg["op"], tuple(msg.get("args", ())), (ack,))
+    args = [a for a in msg.get("args", []) if a != "NOPE-USD"]
+    replies = [json.dumps({{"event": f"{{msg['op']}}d", "args": args, "id": msg.get("id")}})]
+    if len(args) < len(msg.get("args", [])):
+        replies.append(json.dumps({{"event": "error", "msg": "unknown", "id": msg.get("id")}}))
+    return Request(msg["op"], tuple(args), tuple(replies))
 
 
 async def test_the_runner_conversation() -> None:
     with trio.fail_after(20):
         report = await run_conformance({cls}, FRAMES, read_request)
     assert {{t.symbol for t in report.ticks}} == {{"BTC-USD", "ETH-USD"}}
+
+
+def test_requests_keep_to_symbols_per_message() -> None:
+    check_symbols_per_message({cls}(), read_request)
+
+
+def test_heartbeat_and_its_answer() -> None:
+    check_heartbeat({cls}(), ['{{"event": "pong"}}'])
+
+
+async def test_the_answers_keep_a_quiet_connection_fresh() -> None:
+    with trio.fail_after(20):
+        await run_heartbeat_check({cls}, read_request, "BTC-USD")
+
+
+def test_an_error_reply_names_its_request() -> None:
+    [rejected] = check_rejection({cls}(), read_request, ["BTC-USD", "NOPE-USD"], request_id=7)
+    assert rejected.request_id == 7
 '''
 
 _README = """\
@@ -179,6 +230,10 @@ _README = """\
     .venv/bin/pip install -e path/to/triggerbook-{dash}
     .venv/bin/python -m pytest path/to/triggerbook-{dash}/tests
     .venv/bin/triggerbook plugins      # lists: exchange {name} ...
+
+Try it against the real engine without the exchange: `triggerbook plugins serve {name}` serves
+`tests/data/{name}.jsonl` (and new trades made from it) locally and prints the `url` to put in
+`[feeds.{name}]`.
 
 Enable it with `[feeds.{name}] enabled = true` in `config.toml`. See triggerbook's
 `docs/plugins.md` for the contract, the shared parsing helpers and the conformance kit.
