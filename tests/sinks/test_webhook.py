@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
+import httpcore
 import pytest
 import trio
 from hypothesis import given
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from engine.errors import DeliveryFailed, DeliveryRefused, DestinationGone
 from engine.model import Destination, Notification
 from engine.plugins.registry import load_registry
+from engine.sinks.guarded import GuardedBackend
 from engine.sinks.ssrf import address_reason
 from engine.sinks.webhook import WebhookSink, retry_after_s
 from tests.sinks.webhook_receiver import Reply, WebhookReceiver
@@ -359,3 +361,42 @@ def test_secrets_and_masks() -> None:
         == "https://h.example/x?token=***&v=***"
     )
     assert sink.mask_target("https://h.example/x") == "https://h.example/x"
+
+
+class Judged(GuardedBackend):
+    """The guard with its own rule: ``forbidden`` addresses, and, from the ``peer_from``-th
+    judgement on, every address (so the peer check after connecting is seen on its own)."""
+
+    def __init__(self, addresses: list[str], forbidden: set[str], peer_from: int = 0) -> None:
+        super().__init__(resolver=Rebinding(addresses))
+        self.forbidden = forbidden
+        self.peer_from = peer_from
+        self.judged: list[str] = []
+
+    def reason(self, address: str) -> str | None:
+        self.judged.append(address)
+        if address in self.forbidden or (self.peer_from and len(self.judged) >= self.peer_from):
+            return f"{address} is forbidden here"
+        return None
+
+
+async def test_the_guard_connects_only_to_an_allowed_address(receiver: WebhookReceiver) -> None:
+    """127.0.0.1 (where the receiver listens) comes first but is forbidden: the guard goes to
+    the allowed 127.0.0.2 only, where nothing listens."""
+    backend = Judged(["127.0.0.1", "127.0.0.2"], forbidden={"127.0.0.1"})
+    with trio.fail_after(5), pytest.raises(httpcore.ConnectError):
+        await backend.connect_tcp("hooks.example.test", receiver.port)
+    assert backend.judged == ["127.0.0.1", "127.0.0.2"]
+    assert receiver.received == []
+
+
+async def test_the_guard_judges_the_connected_peer(receiver: WebhookReceiver) -> None:
+    backend = Judged(["127.0.0.1"], forbidden=set(), peer_from=2)
+    with trio.fail_after(5), pytest.raises(DeliveryRefused, match=r"hooks\.example\.test: 127"):
+        await backend.connect_tcp("hooks.example.test", receiver.port)
+    assert backend.judged == ["127.0.0.1", "127.0.0.1"]  # resolved, then connected
+    allowed = Judged(["127.0.0.1"], forbidden=set())
+    with trio.fail_after(5):
+        stream = await allowed.connect_tcp("hooks.example.test", receiver.port)
+        assert stream.get_extra_info("server_addr")[0] == "127.0.0.1"
+        await stream.aclose()
