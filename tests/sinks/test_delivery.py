@@ -161,7 +161,7 @@ async def test_refused_is_dead_with_its_reason_and_gives_up_after_max_attempts(
 
     sink = Recording(script=script)
     delivery = _delivery(store, sink)
-    with trio.fail_after(15):
+    with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(delivery.run)
             await _fire(store, 2, delivery.fire_channels())
