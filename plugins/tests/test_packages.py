@@ -18,6 +18,7 @@ import triggerbook_kraken
 import triggerbook_okx
 
 from engine.errors import ConfigError
+from engine.feeds.testing import infer_read_request
 from engine.plugins import Exchange
 
 PACKAGES: list[tuple[ModuleType, type[Exchange]]] = [
@@ -60,3 +61,22 @@ def test_unknown_channel_is_a_config_error(exchange: type[Exchange], channel: st
     with pytest.raises(ConfigError, match="channel") as info:
         exchange({"channel": channel})
     assert f"[feeds.{exchange.name}]" in str(info.value)
+
+
+@pytest.mark.parametrize(("module", "exchange"), PACKAGES)
+def test_unnumbered_frames_keep_to_symbols_per_message_too(
+    module: ModuleType, exchange: type[Exchange]
+) -> None:
+    """The runner of old passes a whole change to ``subscribe_frames``; no frame may carry more
+    than ``symbols_per_message`` symbols either way (read back by the kit's server side)."""
+    ex = exchange({"token": "t"} if exchange.name == "finnhub" else None)
+    read = infer_read_request(ex)
+    symbols = [f"K{i:04d}-USD" for i in range(2 * ex.symbols_per_message + 1)]
+    for frames, op in (
+        (ex.subscribe_frames(symbols), "subscribe"),
+        (ex.unsubscribe_frames(symbols), "unsubscribe"),
+    ):
+        requests = [read(f) for f in frames]
+        assert all(r is not None and r.op == op for r in requests)
+        assert max(len(r.symbols) for r in requests if r) == ex.symbols_per_message
+        assert [s for r in requests if r for s in r.symbols] == symbols

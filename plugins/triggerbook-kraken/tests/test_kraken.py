@@ -46,6 +46,7 @@ def test_the_recorded_failed_subscribe_names_the_pair() -> None:
     with pytest.raises(SubscriptionRejected) as info:
         Kraken().parse(FAILED, RECEIVED)
     assert info.value.symbols == ("FOO/USD",)
+    assert info.value.request_id == 69  # the recording's req_id: the runner's number
     assert "Currency pair not supported" in info.value.reason
 
 
@@ -155,6 +156,25 @@ def test_trade_subscribe_asks_for_no_snapshot() -> None:
         "method": "unsubscribe",
         "params": {"channel": "trade", "symbol": ["BTC/USD"]},
     }
+
+
+def test_a_numbered_request_carries_req_id() -> None:
+    [sub] = Kraken().subscribe_request(["BTC/USD"], 5)
+    assert json.loads(sub) == {
+        "method": "subscribe",
+        "params": {"channel": "trade", "symbol": ["BTC/USD"], "snapshot": False},
+        "req_id": 5,
+    }
+    [unsub] = Kraken().unsubscribe_request(["BTC/USD"], 6)
+    assert json.loads(unsub)["req_id"] == 6
+
+
+@pytest.mark.parametrize("req_id", [True, "5", 1.5])
+def test_a_req_id_that_is_not_an_integer_is_no_request_id(req_id: object) -> None:
+    frame = {"method": "subscribe", "success": False, "error": "x", "req_id": req_id}
+    with pytest.raises(SubscriptionRejected) as info:
+        Kraken().parse(json.dumps(frame), 0)
+    assert info.value.request_id is None
 
 
 def test_ticker_channel_keeps_its_snapshot() -> None:

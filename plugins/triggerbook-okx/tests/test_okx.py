@@ -180,3 +180,23 @@ def test_ping_text_heartbeat_within_thirty_seconds() -> None:
 
 def test_request_rate_is_480_an_hour() -> None:
     assert Okx.max_messages_per_second * 3600 == pytest.approx(480)
+
+
+def test_a_numbered_request_carries_its_id_as_a_string() -> None:
+    [sub] = Okx().subscribe_request(["BTC-USDT"], 12)
+    assert json.loads(sub) == {
+        "id": "12",
+        "op": "subscribe",
+        "args": [{"channel": "trades", "instId": "BTC-USDT"}],
+    }
+    frames = Okx().unsubscribe_frames([f"A{i}-USDT" for i in range(250)])
+    assert [len(json.loads(f)["args"]) for f in frames] == [100, 100, 50]
+    assert all("id" not in json.loads(f) for f in frames)
+
+
+@pytest.mark.parametrize("echoed", ["x1", "", "١٢", 12])
+def test_an_id_that_is_not_ours_is_no_request_id(echoed: object) -> None:
+    frame = json.dumps({"id": echoed, "event": "error", "code": "60012", "msg": "Invalid"})
+    with pytest.raises(SubscriptionRejected) as info:
+        Okx().parse(frame, 0)
+    assert info.value.request_id is None
