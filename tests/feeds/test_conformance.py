@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from decimal import Decimal
 
+import msgspec
 import pytest
 import trio
 
@@ -15,9 +16,12 @@ from engine.feeds.testing import (
     ManualDemand,
     Request,
     Tick,
+    TradeMaker,
     check_heartbeat,
     check_rejection,
     check_symbols_per_message,
+    find_frames,
+    infer_read_request,
     read_binance_request,
     run_conformance,
 )
@@ -141,3 +145,58 @@ def test_a_rejection_that_names_nothing_fails_unless_the_exchange_cannot() -> No
     with pytest.raises(AssertionError, match="names neither request 7 nor its symbols"):
         check_rejection(ForgetsTheId(), read_refusing_binance, ["NOPE"])
     assert check_rejection(ForgetsTheId(), read_refusing_binance, ["NOPE"], anonymous=True)
+
+
+# -------------------------------------------------------------------------------------------------
+# the pieces of ``triggerbook plugins serve``
+# -------------------------------------------------------------------------------------------------
+
+
+class TextProtocol(Binance):
+    name = "textual"
+
+    def subscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        return [f"SUB {request_id} {' '.join(symbols)}"]
+
+
+def test_infer_read_request_reads_what_the_exchange_writes_and_refuses_what_it_cannot() -> None:
+    class Pinging(Binance):
+        heartbeat_interval_s = 10.0
+
+        def heartbeat_frame(self) -> str:
+            return '{"method":"ping"}'
+
+    read = infer_read_request(Pinging(), pong='{"result":"pong"}')
+    [sub] = Binance().subscribe_request(["BTCUSDT", "ETHUSDT"], 3)
+    assert read(sub) == Request("subscribe", ("BTCUSDT", "ETHUSDT"))
+    [unsub] = Binance().unsubscribe_frames(["BTCUSDT"])
+    assert read(unsub) == Request("unsubscribe", ("BTCUSDT",))
+    assert read('{"method":"ping"}') == Request("ping", (), ('{"result":"pong"}',))
+    assert read("garbage") == Request("unknown")
+    with pytest.raises(ValueError, match="not JSON: write a read_request"):
+        infer_read_request(TextProtocol())
+    assert find_frames(TextProtocol()) is None  # no tests/data/textual.jsonl anywhere near
+
+
+def test_made_up_trades_are_read_back_exactly_or_not_sent(binance_frames: list[str]) -> None:
+    maker = TradeMaker(Binance(), binance_frames, seed=1)
+    prices = []
+    for _ in range(20):
+        frame = maker.trade("ETHUSDT")
+        assert frame is not None
+        [tick] = Binance().parse(frame, 0)
+        assert tick.symbol == "ETHUSDT" and tick.exchange_time_ms > 1_700_000_000_000
+        prices.append(tick.price)
+    assert len(set(prices)) > 10 and all(
+        abs(p - Decimal("0.001")) < Decimal("0.0001") for p in prices
+    )
+
+    class Misreads(Binance):
+        def parse(self, frame: str | bytes, received_ns: int) -> list[Tick]:
+            return [
+                msgspec.structs.replace(t, symbol="BNBBTC")
+                for t in super().parse(frame, received_ns)
+            ]
+
+    assert TradeMaker(Misreads(), binance_frames).trade("ETHUSDT") is None
+    assert TradeMaker(Binance(), ["not json"]).trade("ETHUSDT") is None
