@@ -29,15 +29,6 @@ CORE_SCHEMA: Mapping[str, Mapping[str, Any]] = {
     "http": {"host": "127.0.0.1", "port": 8000},
     "database": {"url": "", "data_dir": "var/pg", "start_timeout_s": 30.0},
     "auth": {"secret": "", "access_ttl_s": 900, "refresh_ttl_s": 604800},
-    "sinks.email": {
-        "enabled": False,
-        "host": "localhost",
-        "port": 25,
-        "sender": "alerts@localhost",
-        "username": "",
-        "password": "",
-        "starttls": False,
-    },
     "limits": {"max_live_alerts": 1000, "max_symbols": 100},
 }
 

@@ -17,6 +17,7 @@ FEEDS = {
     },
     "feeds.replay": {"enabled": False, "file": ""},
     "sinks.console": {"enabled": True},  # sinks declare their tables like feeds
+    "sinks.email": {"enabled": False, "port": 25, "starttls": False},  # some of EmailSink's keys
 }
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 

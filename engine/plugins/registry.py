@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "engine.feeds.binance",
     "engine.feeds.replay",
     "engine.sinks.console",
+    "engine.sinks.email",
     "engine.sinks.webhook",
 )
 
