@@ -1,7 +1,7 @@
 """The conformance kit: test an exchange plugin on recorded frames and through the real runner.
 
 For plugin authors' own test suites (installed as a pytest plugin, ``pytest11`` entry point
-``triggerbook``, which adds the ``manual_demand`` fixture). Three layers:
+``triggerbook``, which adds the ``manual_demand`` fixture). Four parts:
 
 1. Pure: :func:`load_frames` reads recorded frames (one per line, ``#`` comments);
    :func:`check_parse` asserts that parsing them gives the expected ticks exactly;
@@ -17,6 +17,10 @@ For plugin authors' own test suites (installed as a pytest plugin, ``pytest11`` 
 3. :func:`run_conformance` drives the REAL feed runner against that server: subscribe only the
    demanded symbols -> frames -> exact ticks -> unsubscribe as demand shrinks;
    :func:`run_heartbeat_check` that heartbeats and their answers keep a quiet connection up.
+4. For operators, :func:`serve_plugin` (``triggerbook plugins serve NAME``): an exchange server
+   speaking a plugin's frames with no ``read_request`` to write (:func:`infer_read_request`
+   learns it from the plugin's own requests), replaying its recording and making up new trades
+   (:class:`TradeMaker`), to try the plugin against the real engine.
 
 See ``docs/plugins.md`` for a complete example. Everything an author's tests name is importable
 from here (``__all__``), the runner's pieces included (``ExchangeFeed``, ``FeedStates``,
@@ -674,7 +678,7 @@ def infer_read_request(exchange: Exchange, *, pong: str | None = None) -> ReadRe
         out: dict[JsonPath, set[object]] = {}
         for path, value in _leaves(doc):
             if path not in marked and value not in (_MARK_ID, str(_MARK_ID)):
-                out.setdefault(path, set()).add(value if not isinstance(value, list) else None)
+                out.setdefault(path, set()).add(value)
         return out
 
     sub_fields, unsub_fields = fields(sub), fields(unsub)
