@@ -164,6 +164,8 @@ def assemble(
             {name: feeds.sink(name, config.sinks[name]) for name in config.enabled_sinks()},
             store.outbox,
             metrics,
+            retry_base_s=config.delivery.retry_base_s,
+            retry_cap_s=config.delivery.retry_cap_s,
         ),
         metrics=metrics,
         quarantine=quarantine,

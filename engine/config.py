@@ -11,6 +11,7 @@ all upper case) overrides a key, e.g. ``TRIGGERBOOK_DATABASE_URL`` or
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ CORE_SCHEMA: Mapping[str, Mapping[str, Any]] = {
     "database": {"url": "", "data_dir": "var/pg", "start_timeout_s": 30.0},
     "auth": {"secret": "", "access_ttl_s": 900, "refresh_ttl_s": 604800},
     "limits": {"max_live_alerts": 1000, "max_symbols": 100},
+    "delivery": {"retry_base_s": 5.0, "retry_cap_s": 21600.0},
 }
 
 # Tables whose sub-tables are sections of their own ("feeds.binance", "sinks.email").
@@ -69,6 +71,16 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """How every sink's failed notifications are retried (``engine/sinks/delivery.py``): after
+    a full-jitter delay drawn below ``retry_base_s * 2**(attempts - 1)``, capped at
+    ``retry_cap_s``; each sink's ``max_attempts`` ends it."""
+
+    retry_base_s: float = 5.0
+    retry_cap_s: float = 21600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration, validated; ``feeds`` and ``sinks`` map a plugin name to a table."""
 
@@ -78,6 +90,7 @@ class Config:
     feeds: Mapping[str, Mapping[str, Any]]
     sinks: Mapping[str, Mapping[str, Any]]
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     source: str = "<defaults>"
     raw: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -147,6 +160,7 @@ def load_config(
         ),
         auth=AuthConfig(**merged["auth"]),
         limits=_limits(merged["limits"], source),
+        delivery=_delivery(merged["delivery"], source),
         feeds=_group(frozen, "feeds"),
         sinks=_group(frozen, "sinks"),
         source=source,
@@ -159,6 +173,13 @@ def _limits(table: Mapping[str, Any], source: str) -> LimitsConfig:
         if value < 1:
             raise ConfigError(f"{source}: [limits] {key} must be at least 1, got {value}")
     return LimitsConfig(**table)
+
+
+def _delivery(table: Mapping[str, Any], source: str) -> DeliveryConfig:
+    for key, value in table.items():
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{source}: [delivery] {key} must be a number > 0, got {value}")
+    return DeliveryConfig(**table)
 
 
 def env_name(section: str, key: str) -> str:

@@ -159,3 +159,14 @@ def test_environment_booleans(tmp_path: Path, text: str) -> None:
         plugin_sections=FEEDS,
     )
     assert config.sinks["email"]["enabled"] is True
+
+
+def test_delivery_retries_are_configured_and_checked(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ""), environ={}, plugin_sections=FEEDS)
+    assert (config.delivery.retry_base_s, config.delivery.retry_cap_s) == (5.0, 21600.0)
+    path = write(tmp_path, "[delivery]\nretry_base_s = 0.05\n")
+    assert load_config(path, environ={}, plugin_sections=FEEDS).delivery.retry_base_s == 0.05
+    for bad in ("0", "-1", "nan", "inf"):
+        path = write(tmp_path, f"[delivery]\nretry_cap_s = {bad}\n")
+        with pytest.raises(ConfigError, match=r"\[delivery\] retry_cap_s must be a number > 0"):
+            load_config(path, environ={}, plugin_sections=FEEDS)

@@ -76,7 +76,12 @@ class ChannelLoop:
     """One sink's claims, workers and settles (module docstring)."""
 
     def __init__(
-        self, sink: Sink, outbox: Outbox, metrics: Metrics, retry_base_s: float = RETRY_BASE_S
+        self,
+        sink: Sink,
+        outbox: Outbox,
+        metrics: Metrics,
+        retry_base_s: float = RETRY_BASE_S,
+        retry_cap_s: float = RETRY_CAP_S,
     ) -> None:
         self.sink = sink
         self.name = sink.name
@@ -95,7 +100,8 @@ class ChannelLoop:
         self._outcomes_ready = trio.Event()
         self._disable: list[tuple[int, str]] = []  # destinations gone, to disable when settling
         self._in_flight: set[trio.CancelScope] = set()
-        self._retry = Backoff(retry_base_s, RETRY_CAP_S)
+        self._retry = Backoff(retry_base_s, retry_cap_s)
+        self._retry_cap_s = retry_cap_s
 
     def wake(self) -> None:
         """Claim now: rows were just committed."""
@@ -219,7 +225,7 @@ class ChannelLoop:
                 return
             pause = self._retry.delay_after(attempts)
             if error.retry_after_s is not None and math.isfinite(error.retry_after_s):
-                pause = max(pause, min(error.retry_after_s, RETRY_CAP_S))
+                pause = max(pause, min(error.retry_after_s, self._retry_cap_s))
             due = datetime.now(UTC) + timedelta(seconds=pause)
             self._outcomes.retry.append((note.id, error.reason, due))
             log.info(
@@ -301,8 +307,8 @@ def _put_back(outcomes: Outcomes, chunk: Outcomes) -> None:
 class Delivery:
     """Every enabled sink's loop; what the recorder wakes and the web asks.
 
-    ``sinks`` are configured instances by name (``FeedRegistry.sink``); ``retry_base_s`` is
-    the first retry's ceiling (tests shorten it).
+    ``sinks`` are configured instances by name (``FeedRegistry.sink``); ``retry_base_s`` and
+    ``retry_cap_s`` the retries' first and largest ceilings (``[delivery]``).
     """
 
     def __init__(
@@ -312,13 +318,14 @@ class Delivery:
         metrics: Metrics,
         *,
         retry_base_s: float = RETRY_BASE_S,
+        retry_cap_s: float = RETRY_CAP_S,
     ) -> None:
         _register_metrics(metrics)
         self.sinks = dict(sinks)
         self.outbox = outbox
         self.metrics = metrics
         self.loops = {
-            name: ChannelLoop(sink, outbox, metrics, retry_base_s)
+            name: ChannelLoop(sink, outbox, metrics, retry_base_s, retry_cap_s)
             for name, sink in self.sinks.items()
         }
 
