@@ -308,7 +308,10 @@ class Delivery:
     """Every enabled sink's loop; what the recorder wakes and the web asks.
 
     ``sinks`` are configured instances by name (``FeedRegistry.sink``); ``retry_base_s`` and
-    ``retry_cap_s`` the retries' first and largest ceilings (``[delivery]``).
+    ``retry_cap_s`` the retries' first and largest ceilings (``[delivery]``). ``sole_engine``:
+    no other engine delivers from this database (the default), so the start takes back every
+    lease (:meth:`Outbox.release_leases`) and what a killed process had in flight goes out at
+    once instead of after its lease.
     """
 
     def __init__(
@@ -319,8 +322,10 @@ class Delivery:
         *,
         retry_base_s: float = RETRY_BASE_S,
         retry_cap_s: float = RETRY_CAP_S,
+        sole_engine: bool = True,
     ) -> None:
         _register_metrics(metrics)
+        self.sole_engine = sole_engine
         self.sinks = dict(sinks)
         self.outbox = outbox
         self.metrics = metrics
@@ -353,6 +358,14 @@ class Delivery:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run every loop until cancelled; started once every sink is open."""
+        if self.sole_engine:
+            try:
+                released = await self.outbox.release_leases()
+            except StoreUnavailable as exc:
+                log.warning("could not take back the outbox's leases (%s): they run out", exc)
+            else:
+                if released:
+                    log.info("%d notifications were in flight at the last stop: due now", released)
         async with trio.open_nursery() as nursery:
             for loop in self.loops.values():
                 await nursery.start(loop.run)

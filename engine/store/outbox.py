@@ -10,6 +10,8 @@ delivery loop of each sink (``engine/sinks/delivery.py``) works through it with 
   ends. One statement, so the row lock is held only for that statement's transaction;
 - :meth:`Outbox.settle` records a batch of outcomes in one statement: delivered, retry at a
   time (``attempts`` + 1, ``last_error``), dead (refused, or out of attempts);
+- :meth:`Outbox.release_leases` (at a start, one engine per database) makes the rows that a
+  killed process had in flight due at once;
 - :meth:`Outbox.next_due` says when the channel's next row is due, so an idle loop sleeps
   exactly until then (or until the fire recorder wakes it).
 
@@ -45,7 +47,7 @@ WITH due AS (
        FOR UPDATE SKIP LOCKED
 ), leased AS (
     UPDATE outbox AS o
-       SET next_attempt_at = now() + $3 * interval '1 second'
+       SET next_attempt_at = now() + $3 * interval '1 second', claimed_at = now()
       FROM due
      WHERE o.id = due.id
  RETURNING o.id, o.alert_id, o.channel, o.payload, o.attempts, o.destination_id
@@ -61,24 +63,31 @@ SELECT l.id, l.alert_id, l.channel, l.payload, l.attempts,
 SETTLE = """
 WITH delivered AS (
     UPDATE outbox
-       SET delivered_at = now(), attempts = attempts + 1, last_error = NULL
+       SET delivered_at = now(), attempts = attempts + 1, last_error = NULL, claimed_at = NULL
      WHERE id = ANY ($1::bigint[]) AND delivered_at IS NULL AND dead_at IS NULL
  RETURNING id
 ), retried AS (
     UPDATE outbox AS o
-       SET attempts = o.attempts + 1, last_error = r.error, next_attempt_at = r.due
+       SET attempts = o.attempts + 1, last_error = r.error, next_attempt_at = r.due,
+           claimed_at = NULL
       FROM unnest($2::bigint[], $3::text[], $4::timestamptz[]) AS r (id, error, due)
      WHERE o.id = r.id AND o.delivered_at IS NULL AND o.dead_at IS NULL
  RETURNING o.id
 ), died AS (
     UPDATE outbox AS o
-       SET attempts = o.attempts + 1, last_error = r.error, dead_at = now()
+       SET attempts = o.attempts + 1, last_error = r.error, dead_at = now(), claimed_at = NULL
       FROM unnest($5::bigint[], $6::text[]) AS r (id, error)
      WHERE o.id = r.id AND o.delivered_at IS NULL AND o.dead_at IS NULL
  RETURNING o.id
 )
 SELECT (SELECT count(*) FROM delivered), (SELECT count(*) FROM retried),
        (SELECT count(*) FROM died)
+"""
+
+# Every lease back: due now. Only for a start that knows no other engine shares the database.
+RELEASE_LEASES = """
+UPDATE outbox SET next_attempt_at = now(), claimed_at = NULL
+ WHERE claimed_at IS NOT NULL AND delivered_at IS NULL AND dead_at IS NULL
 """
 
 NEXT_DUE = """
@@ -163,6 +172,13 @@ class Outbox:
             [e[:2000] for e in dead_errors],
         )
         return (row[0], row[1], row[2])
+
+    async def release_leases(self) -> int:
+        """Make every leased pending row due now; returns how many. Only at a start that knows
+        no other engine delivers from this database: the leases' holder is gone (killed
+        mid-delivery), and waiting for the leases to end would only delay its notifications."""
+        status = await self._bridge.run(_execute, RELEASE_LEASES)
+        return int(status.rsplit(" ", 1)[1])
 
     async def next_due(self, channel: str) -> datetime | None:
         """When the next pending row of ``channel`` is due (None: none pending)."""

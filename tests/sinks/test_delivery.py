@@ -75,8 +75,14 @@ async def _until_settled(store: Store, n: int) -> None:
         await trio.sleep(0.02)
 
 
-def _delivery(store: Store, *sinks: Sink) -> Delivery:
-    return Delivery({s.name: s for s in sinks}, store.outbox, Metrics(), retry_base_s=0.05)
+def _delivery(store: Store, *sinks: Sink, sole_engine: bool = True) -> Delivery:
+    return Delivery(
+        {s.name: s for s in sinks},
+        store.outbox,
+        Metrics(),
+        retry_base_s=0.05,
+        sole_engine=sole_engine,
+    )
 
 
 async def test_a_fire_is_delivered_at_once_when_woken_and_settled(store: Store) -> None:
@@ -276,7 +282,8 @@ async def test_an_unavailable_channel_shows_until_a_delivery_succeeds(store: Sto
 
 async def test_two_engines_on_one_database_deliver_each_row_once(store: Store) -> None:
     one, two = Recording({"concurrency": 3}), Recording({"concurrency": 5})
-    first, second = _delivery(store, one), _delivery(store, two)
+    first = _delivery(store, one, sole_engine=False)
+    second = _delivery(store, two, sole_engine=False)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             await nursery.start(first.run)
@@ -332,3 +339,23 @@ async def test_send_now_delivers_outside_the_outbox_and_says_what_happened(store
             assert await delivery.send_now(hung) == Outcome("failed", "timed out after 0.2 s")
             nursery.cancel_scope.cancel()
     assert await _states(store) == []
+
+
+async def test_a_sole_engine_takes_back_the_leases_of_a_killed_one(store: Store) -> None:
+    await _fire(store, 2, FireChannels(("recording",)))
+    # What a process killed mid-delivery leaves: claimed, leased for minutes, never settled.
+    assert len(await store.outbox.claim("recording", 10, lease_s=600)) == 2
+    sink = Recording()
+    shared = _delivery(store, sink, sole_engine=False)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(shared.run)
+            await trio.sleep(0.3)
+            assert sink.delivered == []  # another engine may still hold them: wait for the lease
+            nursery.cancel_scope.cancel()
+        sole = _delivery(store, sink)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sole.run)
+            await _until_settled(store, 2)
+            nursery.cancel_scope.cancel()
+    assert sorted(n.id for n in sink.delivered) == [1, 2]

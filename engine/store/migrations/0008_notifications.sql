@@ -47,12 +47,14 @@ ALTER TABLE alerts ADD COLUMN channels text[];
 
 -- The outbox: one row per (fire, channel, destination). A row is pending until it is delivered
 -- (delivered_at) or dead (dead_at: refused for good, or max_attempts reached; last_error says
--- why). A claim leases a row by moving next_attempt_at past the delivery's deadline, so no
--- other claimer (another engine process on this database) takes it while it is in flight, and
--- a process killed mid-delivery leaves it due again once the lease ends.
+-- why). A claim leases a row (claimed_at) by moving next_attempt_at past the delivery's
+-- deadline, so no other claimer (another engine process on this database) takes it while it is
+-- in flight; a process killed mid-delivery leaves it due again once the lease ends, or at once
+-- when the next start takes its leases back (one engine per database, the default).
 ALTER TABLE outbox
     ADD COLUMN destination_id bigint REFERENCES destinations (id),
-    ADD COLUMN dead_at timestamptz;
+    ADD COLUMN dead_at timestamptz,
+    ADD COLUMN claimed_at timestamptz;
 DROP INDEX outbox_pending;
 -- each sink's claim: its due rows, soonest first
 CREATE INDEX outbox_due ON outbox (channel, next_attempt_at, id)
