@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pong", help="the answer to the plugin's heartbeat_frame(), if it has one")
     serve.set_defaults(func=_plugins_serve)
 
-    bench = sub.add_parser("bench", help="run a benchmark: book, store or feed")
-    bench.add_argument("target", choices=["book", "store", "feed"])
+    bench = sub.add_parser("bench", help="run a benchmark: book, store, feed or sinks")
+    bench.add_argument("target", choices=["book", "store", "feed", "sinks"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     bench.set_defaults(func=_bench)
 
