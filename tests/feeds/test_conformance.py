@@ -1,4 +1,4 @@
-"""engine/feeds/testing.py: the conformance kit passes Binance and catches a broken exchange."""
+"""engine/feeds/testing/: the conformance kit passes Binance and catches a broken exchange."""
 
 from __future__ import annotations
 
