@@ -5,6 +5,9 @@
                          |   +-- LastPrices (read by the web for direction inference, /api/prices)
                          +------ Demand (read by the feeds: which symbols to subscribe)
 
+``Demand`` (``engine.book.demand``) and ``LastPrices`` (``engine.book.prices``) live in modules
+of their own and are re-exported here.
+
 Two loops share the book in one nursery: ticks and commands. Each handles one message without
 awaiting between reading and changing the book, so the book is never seen half-changed. The
 per-tick path does no logging and allocates nothing but the ``Fire`` it sends.
@@ -19,6 +22,8 @@ from collections import defaultdict
 import trio
 
 from engine.book.book import TriggerBook
+from engine.book.demand import Demand
+from engine.book.prices import LastPrices
 from engine.errors import BookError, DuplicateTrigger, PriceOutOfRange
 from engine.metrics import Metrics
 from engine.model import AddTrigger, BookCommand, Fire, Tick, Trigger
@@ -29,75 +34,6 @@ __all__ = ["Demand", "LastPrices", "run_book"]
 log = logging.getLogger(__name__)
 
 DRAIN_MAX = 256  # ticks applied per wake before a checkpoint lets other tasks run
-
-
-class LastPrices:
-    """The last tick seen per (exchange, symbol); written by the book actor only."""
-
-    def __init__(self) -> None:
-        self._ticks: dict[tuple[str, str], Tick] = {}
-
-    def update(self, tick: Tick) -> None:
-        """Remember ``tick`` as the latest of its symbol (a dict store: cheap on every tick)."""
-        self._ticks[tick.exchange, tick.symbol] = tick
-
-    def get(self, exchange: str, symbol: str) -> Tick | None:
-        """The last tick of ``symbol`` on ``exchange``, or None if none was seen."""
-        return self._ticks.get((exchange, symbol))
-
-    def items(self) -> list[Tick]:
-        """Every last tick, sorted by (exchange, symbol)."""
-        return [self._ticks[key] for key in sorted(self._ticks)]
-
-
-class Demand:
-    """The symbols with live triggers, per exchange: what each feed must subscribe to.
-
-    Each exchange's set carries a version that grows on every change, so a feed can wait for
-    the next change after the set it last acted on without missing one in between.
-    """
-
-    def __init__(self) -> None:
-        self._symbols: dict[str, frozenset[str]] = {}
-        self._versions: defaultdict[str, int] = defaultdict(int)
-        self._changed = trio.Event()  # set and replaced on every change
-
-    def symbols(self, exchange: str) -> frozenset[str]:
-        """The live symbols of ``exchange`` (empty when it has none)."""
-        return self._symbols.get(exchange, frozenset())
-
-    def version(self, exchange: str) -> int:
-        """How many times the set of ``exchange`` has changed."""
-        return self._versions[exchange]
-
-    def set(self, exchange: str, symbols: frozenset[str]) -> None:
-        """Replace the set of ``exchange``; wakes the waiters if it differs."""
-        if symbols == self.symbols(exchange):
-            return
-        if symbols:
-            self._symbols[exchange] = symbols
-        else:
-            self._symbols.pop(exchange, None)
-        self._versions[exchange] += 1
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def add(self, exchange: str, symbol: str) -> None:
-        """Mark ``symbol`` live on ``exchange``."""
-        self.set(exchange, self.symbols(exchange) | {symbol})
-
-    def discard(self, exchange: str, symbol: str) -> None:
-        """Mark ``symbol`` no longer live on ``exchange``."""
-        self.set(exchange, self.symbols(exchange) - {symbol})
-
-    async def wait_changed(self, exchange: str, seen_version: int) -> int:
-        """Wait until the version of ``exchange`` is past ``seen_version``; return the new one.
-
-        Returns at once if it already is. Cancellation: a plain wait, safe to cancel.
-        """
-        while self._versions[exchange] <= seen_version:
-            await self._changed.wait()
-        return self._versions[exchange]
 
 
 async def run_book(

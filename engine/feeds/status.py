@@ -22,6 +22,13 @@ class FeedState:
     disconnected. ``last_frame_ns`` is ``time.monotonic_ns()`` of the last frame received (any
     frame, acks included). ``wanted`` are the symbols demand asks for; ``symbols`` those actually
     subscribed; ``rejected`` maps a symbol the exchange refused to the exchange's reason.
+
+    The exchange runner reports each connection (any hashable key) with :meth:`connection_up`,
+    :meth:`connection_holds` and :meth:`connection_down`; ``connected`` and ``symbols`` follow
+    from the connections that are up. ``unattributed`` holds, per connection, the reason of a
+    rejection the runner could not map to symbols (no symbols named, no known request id): the
+    feed is not ready while one stands, since some wanted symbol may not be subscribed. It goes
+    with its connection (the slot's next connection subscribes afresh).
     """
 
     name: str
@@ -33,6 +40,8 @@ class FeedState:
     symbols: frozenset[str] = frozenset()
     rejected: dict[str, str] = field(default_factory=dict)
     last_error: str | None = None
+    connections: dict[object, frozenset[str]] = field(default_factory=dict, repr=False)
+    unattributed: dict[object, str] = field(default_factory=dict)
 
     @property
     def last_frame_at(self) -> float | None:
@@ -58,18 +67,57 @@ class FeedState:
         if error is not None:
             self.last_error = error
 
+    def connection_up(self, key: object) -> None:
+        """Record a connection that came up (nothing subscribed on it yet)."""
+        self.connections[key] = frozenset()
+        self._recount()
+
+    def connection_holds(self, key: object, symbols: frozenset[str]) -> None:
+        """Record what connection ``key`` has subscribed now (ignored once it is down)."""
+        if key in self.connections:
+            self.connections[key] = symbols
+            self._recount()
+
+    def connection_down(self, key: object) -> None:
+        """Record that connection ``key`` is gone, with its unattributed rejection."""
+        self.connections.pop(key, None)
+        self.unattributed.pop(key, None)
+        self._recount()
+
+    def reject(self, symbols: tuple[str, ...], reason: str) -> None:
+        """Record ``symbols`` as refused by the exchange for ``reason``."""
+        for symbol in symbols:
+            self.rejected[symbol] = reason
+
+    def reject_unattributed(self, key: object, reason: str) -> None:
+        """Record a rejection on connection ``key`` that names no symbols the runner can map."""
+        if key in self.connections:
+            self.unattributed[key] = reason
+
+    def _recount(self) -> None:
+        self.symbols = frozenset().union(*self.connections.values())
+        if self.connections:
+            self.mark_connected()
+        else:
+            self.mark_disconnected()
+
     def ready_reason(self) -> str | None:
         """``None`` when the feed is ready, else why not.
 
         A feed with nothing to subscribe is idle and ready; one with symbols to subscribe is
-        ready once connected. Rejected symbols do not make a feed unready (one bad symbol in one
-        alert must not take the whole engine out of a load balancer); they are listed in
-        :meth:`as_dict` for ``/readyz``.
+        ready once connected and while no rejection it could not attribute stands. Rejected
+        symbols do not make a feed unready (one bad symbol in one alert must not take the whole
+        engine out of a load balancer); they are listed in :meth:`as_dict` for ``/readyz``.
         """
-        if self.connected or not self.wanted:
+        if not self.wanted:
             return None
-        detail = f": {self.last_error}" if self.last_error else ""
-        return f"not connected{detail}"
+        if not self.connected:
+            detail = f": {self.last_error}" if self.last_error else ""
+            return f"not connected{detail}"
+        if self.unattributed:
+            reason = next(iter(self.unattributed.values()))
+            return f"a subscription was rejected without naming its symbols: {reason}"
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view for ``/readyz``."""
@@ -81,6 +129,7 @@ class FeedState:
             "reconnects": self.reconnects,
             "symbols": sorted(self.symbols),
             "rejected": dict(sorted(self.rejected.items())),
+            "unattributed_rejections": sorted(set(self.unattributed.values())),
             "last_error": self.last_error,
         }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import pytest
@@ -14,6 +15,7 @@ from engine.errors import PluginError
 from engine.feeds import runner
 from engine.feeds.binance import Binance
 from engine.feeds.runner import run_feeds
+from engine.feeds.session import Dedupe, Session, SkippedFrames, Wanted
 from engine.feeds.status import FeedStates
 from engine.feeds.testing import ExchangeServer, ManualDemand, Request, read_binance_request
 from engine.metrics import Metrics
@@ -406,13 +408,18 @@ MIXED_FRAMES = [
 
 
 def _plain_path(frames: list[str]) -> tuple[list[tuple[str, Decimal, int]], dict[str, float]]:
-    """The frames through ``_Session._parse``, the runner's plain (not inlined) path."""
+    """The frames through ``Session.frame_ticks`` called directly, without a socket."""
     metrics = Metrics()
-    feed = runner.ExchangeFeed(
-        Binance({"url": "ws://127.0.0.1:1"}), ManualDemand(), FeedStates().get("binance"), metrics
+    exchange = Binance({"url": "ws://127.0.0.1:1"})
+    session = Session(
+        exchange,
+        FeedStates().get("binance"),
+        trio.open_memory_channel[Tick](0)[0],
+        SkippedFrames("binance", metrics),
+        Dedupe(),
+        Wanted(),
     )
-    session = runner._Session(runner._Slot(feed))
-    ticks = [t for n, frame in enumerate(frames) for t in session._parse(frame, n + 1)]
+    ticks = [t for n, frame in enumerate(frames) for t in session.frame_ticks(frame, n + 1)]
     return [(t.symbol, t.price, t.exchange_time_ms) for t in ticks], _skipped(metrics)
 
 
@@ -423,10 +430,10 @@ def _skipped(metrics: Metrics) -> dict[str, float]:
     }
 
 
-async def test_the_inlined_receive_loop_matches_the_plain_parse_path() -> None:
-    """``_Session.receive`` inlines parse, the range check and the dedupe for speed (bench
-    feed); on the same frames it must give the same ticks and count the same skipped frames as
-    the plain ``_Session._parse``."""
+async def test_the_receive_loop_gives_what_the_one_frame_path_gives() -> None:
+    """Every frame takes ``Session.frame_ticks`` (parse, the inline range check, the dedupe);
+    through a socket and the receive loop's holding of ticks, the same frames give the same
+    ticks and count the same skipped frames as calling it directly."""
     expected_ticks, expected_skipped = _plain_path(MIXED_FRAMES)
     assert len(expected_ticks) == 3 and sum(expected_skipped.values()) == 5  # the test bites
     with trio.fail_after(20):
@@ -441,3 +448,116 @@ async def test_the_inlined_receive_loop_matches_the_plain_parse_path() -> None:
             nursery.cancel_scope.cancel()
     assert [(t.symbol, t.price, t.exchange_time_ms) for t in ticks] == expected_ticks
     assert [str(t.price) for t in ticks] == [str(p) for _, p, _ in expected_ticks]
+
+
+class Unsplit(Binance):
+    """An exchange that puts every symbol it is given in one frame, and records each request:
+    the runner must cut the batches itself."""
+
+    symbols_per_message = 3
+    calls: list[tuple[str, tuple[str, ...], int]]
+
+    def subscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        self.calls.append(("subscribe", tuple(symbols), request_id))
+        return [json.dumps({"method": "SUBSCRIBE", "params": _streams(symbols), "id": request_id})]
+
+    def unsubscribe_request(self, symbols: Sequence[str], request_id: int) -> list[str]:
+        self.calls.append(("unsubscribe", tuple(symbols), request_id))
+        params = _streams(symbols)
+        return [json.dumps({"method": "UNSUBSCRIBE", "params": params, "id": request_id})]
+
+
+def _streams(symbols: Sequence[str]) -> list[str]:
+    return [f"{s.lower()}@trade" for s in symbols]
+
+
+async def test_the_runner_cuts_batches_and_numbers_each_request() -> None:
+    Unsplit.calls = []
+    symbols = [f"S{n:02}USDT" for n in range(8)]
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery, Unsplit)
+            h.want(*symbols)
+            await h.server.wait_until(lambda: h.server.subscribed() == set(symbols))
+            h.want(*symbols[:1])
+            await h.server.wait_until(lambda: h.server.subscribed() == set(symbols[:1]))
+            await eventually(lambda: h.state.symbols == set(symbols[:1]))
+            nursery.cancel_scope.cancel()
+    calls = Unsplit.calls
+    assert all(1 <= len(batch) <= 3 for _, batch, _ in calls)
+    assert [n for _, _, n in calls] == list(range(1, len(calls) + 1))  # unique on the connection
+    subscribed = [s for op, batch, _ in calls if op == "subscribe" for s in batch]
+    unsubscribed = [s for op, batch, _ in calls if op == "unsubscribe" for s in batch]
+    assert sorted(subscribed) == symbols and sorted(unsubscribed) == symbols[1:]
+    assert all(len(json.loads(m)["params"]) <= 3 for m in h.server.received)
+
+
+def _refusing(refusal: dict[str, object], times: int) -> Callable[[str], Request | None]:
+    """A Binance reader that answers the first ``times`` subscribes of ``HUSH`` with
+    ``refusal`` (an error reply without the request's id) instead of an ack."""
+    left = [times]
+
+    def read(message: str) -> Request | None:
+        request = read_binance_request(message)
+        if request is not None and "HUSH" in request.symbols and left[0] > 0:
+            left[0] -= 1
+            return Request("rejected", request.symbols, (json.dumps(refusal),))
+        return request
+
+    return read
+
+
+async def test_a_rejection_naming_nothing_makes_the_feed_unready_until_the_next_connection(
+    net_clock: trio.testing.MockClock,
+) -> None:
+    """An error reply with neither symbols nor a request id the runner knows: not lost (it
+    used to be only logged while /readyz said ready). The feed is not ready, with the
+    exchange's reason, until that connection is replaced; no symbol is blamed for it."""
+    refusal = {"error": {"code": -1003, "msg": "Too many requests"}}
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery)
+            h.server.read_request = _refusing(refusal, times=1)
+            h.want("HUSH")
+            await eventually(lambda: bool(h.state.unattributed))
+            ready, reasons = h.states.ready()
+            assert not ready and "Too many requests" in reasons["binance"]
+            assert "without naming its symbols" in reasons["binance"]
+            assert h.state.rejected == {}  # nobody to blame
+            assert h.state.as_dict()["unattributed_rejections"] == ["code -1003: Too many requests"]
+            await h.server.close(1011, "going away")  # the next connection subscribes afresh
+            await h.server.wait_until(lambda: len(h.server.connections) == 2)
+            await h.server.wait_until(lambda: h.server.subscribed() == {"HUSH"})
+            await eventually(lambda: h.states.ready() == (True, {}))
+            assert h.state.symbols == {"HUSH"}
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_rejection_carrying_only_a_request_id_names_that_requests_symbols() -> None:
+    """The reply names no symbol but echoes the request's id: the runner maps it to the batch
+    it numbered so, and those symbols do not count as subscribed."""
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            h = await start_harness(nursery, Unsplit)
+            Unsplit.calls = []
+
+            def read(message: str) -> Request | None:
+                request = read_binance_request(message)
+                if request is not None and "NOPE" in request.symbols:
+                    error = {
+                        "error": {"code": 2, "msg": "Invalid"},
+                        "id": json.loads(message)["id"],
+                    }
+                    return Request("rejected", request.symbols, (json.dumps(error),))
+                return request
+
+            h.server.read_request = read
+            h.want("AAAUSDT", "BBBUSDT", "CCCUSDT", "NOPE")  # two batches: 3 + 1
+            await eventually(lambda: "NOPE" in h.state.rejected)
+            await h.server.wait_until(
+                lambda: h.server.subscribed() == {"AAAUSDT", "BBBUSDT", "CCCUSDT"}
+            )
+            assert set(h.state.rejected) == {"NOPE"}
+            assert h.state.symbols == {"AAAUSDT", "BBBUSDT", "CCCUSDT"}
+            assert h.states.ready() == (True, {}) and not h.state.unattributed
+            nursery.cancel_scope.cancel()
