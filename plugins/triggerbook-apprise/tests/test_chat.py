@@ -134,6 +134,23 @@ async def test_threads_are_bounded_by_concurrency(ntfy: NtfyServer) -> None:
         assert ntfy.max_in_flight == 2
 
 
+async def test_one_destination_is_paced_in_trio_so_a_deadline_sends_nothing_twice(
+    ntfy: NtfyServer,
+) -> None:
+    sink = ChatSink()  # ntfy: Apprise asks for 5.5 s between two requests to one service
+    target = f"ntfy://127.0.0.1:{ntfy.port}/prices"
+    with trio.fail_after(10):
+        with trio.move_on_after(1.0):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(sink.deliver, note(target))
+                nursery.start_soon(sink.deliver, note(target))
+        # The second waited in Trio and was cancelled there: no thread is left to send it
+        # (one pausing inside Apprise would still hold its limiter token, and send later).
+        assert sink.limiter.borrowed_tokens == 0
+    assert len(ntfy.received) == 1
+    assert sink._services[(7, target)].interval == 5.5
+
+
 async def test_a_target_no_longer_valid_is_refused() -> None:
     with trio.fail_after(5):
         with pytest.raises(DeliveryRefused, match="no longer usable") as info:

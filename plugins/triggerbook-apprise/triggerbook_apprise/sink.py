@@ -20,8 +20,14 @@ hangs never piles up more than ``concurrency`` threads.
 
 One Apprise object per destination, built on first use and kept in a bounded cache keyed by
 the destination's id and target (an edited or re-created destination gets a new one), so a
-service's per-object state (Apprise's throttle, a detected Telegram chat) lives as long as the
-destination does.
+service's per-object state (a detected Telegram chat) lives as long as the destination does.
+
+Pacing: one send at a time per destination, and the next no sooner than the pause Apprise asks
+for that service (``request_rate_per_sec``, seconds despite its name: ntfy and Pushover 5.5,
+Slack 1.2, Matrix 0.5, Telegram, Discord and ``json`` none). The pause is waited out in Trio
+before the thread starts, so the deadline cancels a waiting message before it is sent: a burst to
+one destination that does not fit in ``timeout_s`` is retried later, never sent twice by an
+abandoned thread. Other destinations are not held up beyond the workers the burst occupies.
 
 Outcomes: Apprise reports failure with a False result and log lines, not exceptions. A failure
 is :class:`DeliveryFailed` (retried), its reason taken from the lines Apprise logged for that one
@@ -45,7 +51,7 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
 
@@ -67,12 +73,16 @@ CACHE_MAX = 1024  # Apprise objects kept, least recently used dropped first
 _SPLIT = re.compile(r"[\s,]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Service:
-    """One destination's Apprise object and how its URL may be shown."""
+    """One destination's Apprise object, how its URL may be shown, and its pacing: one send at
+    a time (``lock``), the next no sooner than ``next_at`` (``trio.current_time()``)."""
 
     client: apprise.Apprise
     visible: str
+    interval: float  # Apprise's own pause between two requests to this service, in seconds
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    next_at: float = float("-inf")
 
 
 class ChatSink(Sink):
@@ -124,11 +134,19 @@ class ChatSink(Sink):
         title = subject(note)
         # text_body starts with the subject: as the title already says it, the body need not.
         body = text_body(note).removeprefix(f"{title}\n\n")
-        problem = await trio.to_thread.run_sync(
-            partial(_send, found.client, title, body),
-            limiter=self.limiter,
-            abandon_on_cancel=True,
-        )
+        async with found.lock:
+            # Wait out the service's pause here, where a deadline cancels before anything is
+            # sent, rather than in Apprise's thread, where it would be abandoned mid-wait and
+            # send anyway (a duplicate of the retry).
+            await trio.sleep_until(found.next_at)
+            try:
+                problem = await trio.to_thread.run_sync(
+                    partial(_send, found.client, title, body),
+                    limiter=self.limiter,
+                    abandon_on_cancel=True,
+                )
+            finally:
+                found.next_at = trio.current_time() + found.interval
         if problem is not None:
             reason = urls.scrub(problem, destination.target, found.visible)
             raise DeliveryFailed(f"{found.visible}: {reason}")
@@ -146,7 +164,8 @@ class ChatSink(Sink):
             raise DeliveryRefused(f"the chat URL is no longer usable: {exc}") from None
         client = apprise.Apprise(asset=urls.ASSET)
         client.add(found)
-        made = _Service(client, urls.shown(found))
+        interval = max(0.0, float(getattr(found, "request_rate_per_sec", 0.0) or 0.0))
+        made = _Service(client, urls.shown(found), interval)
         self._services[key] = made
         if len(self._services) > CACHE_MAX:
             self._services.popitem(last=False)
