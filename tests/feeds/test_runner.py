@@ -392,7 +392,7 @@ async def test_a_refused_connection_logs_one_line_with_the_real_cause(
     assert "HandshakeError" in state.last_error
 
 
-# Every kind of frame the inlined receive loop must treat as the plain path does: trades (hot
+# Every kind of frame the receive loop must treat as Session.frame_ticks alone does: trades (hot
 # path), an ack, garbage, a bad price, an unknown event, a tick out of range, a time out of range.
 MIXED_FRAMES = [
     trade("BTCUSDT", "70000.10", 1_700_000_000_001),
