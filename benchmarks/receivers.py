@@ -61,7 +61,14 @@ async def _smtp_serve(pipe: Any, port: int) -> None:
 
 
 def _smtp_process(pipe: Any, port: int) -> None:
-    asyncio.run(_smtp_serve(pipe, port))
+    with plain_asyncio() as runner:
+        runner.run(_smtp_serve(pipe, port))
+
+
+def plain_asyncio() -> asyncio.Runner:
+    """A runner on a plain selector loop: importing trio_asyncio (the engine does) installs its
+    own event loop policy, under which ``asyncio.run`` would run on a trio-asyncio loop."""
+    return asyncio.Runner(loop_factory=asyncio.SelectorEventLoop)
 
 
 # -------------------------------------------------------------------------------------------------

@@ -27,8 +27,9 @@ with ``SO_REUSEPORT``), so they do not share this process's CPU. Figures:
   receiver, then the whole feed -> book path, ``benchmarks/feed.py``) in this process, first
   with no delivery running, then while the email loop drains ``--backlog`` queued mails in the same
   Trio loop. ``feed_ratio_*`` is feed / bare in each; the target is the busy ratio within noise
-  of the idle one. ``feed_backlog_left`` is how many mails were still queued when the last busy
-  round ended (> 0: the drain ran throughout).
+  of the idle one. Only busy rounds that ended with mails still queued count
+  (``feed_busy_rounds_under_drain`` of ``--feed-rounds``); ``feed_backlog_left`` is how many were
+  queued when the last one ended; ``backlog_mails_per_s`` is the drain's rate through the loop.
 
 Rates are medians over ``--repeats`` interleaved runs (bare, then sink, each time). ``*_cpu_us``
 is this process's CPU per message (``time.process_time``): on a shared machine the wall rates
@@ -40,7 +41,6 @@ receiver processes: the receiver is the ceiling, not the sink).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import shutil
@@ -61,7 +61,7 @@ import trio
 import trio_asyncio
 
 from benchmarks import feed
-from benchmarks.receivers import HOST, Receivers
+from benchmarks.receivers import HOST, Receivers, plain_asyncio
 from engine.config import DatabaseConfig
 from engine.metrics import Metrics
 from engine.model import Destination, Fire, Notification, Tick, Trigger
@@ -170,7 +170,8 @@ def bare_mail(receivers: Receivers, notes: list[Notification]) -> Timed:
         await smtp.quit()
         return timed
 
-    return asyncio.run(send())
+    with plain_asyncio() as runner:
+        return runner.run(send())
 
 
 def email_sink(port: int, connections: int, concurrency: int) -> EmailSink:
@@ -405,21 +406,28 @@ async def _latencies(store: Store, url: str, idle: int, burst: int) -> dict[str,
     return results
 
 
-async def _feed_rounds(url: str, triggers: list[Trigger], frames: int, rounds: int) -> list[tuple]:
-    """``rounds`` of (bare run, feed run), as ``benchmarks/feed.py`` times them."""
+async def _feed_rounds(
+    url: str,
+    triggers: list[Trigger],
+    frames: int,
+    rounds: int,
+    left: Callable[[], int] = lambda: 0,
+) -> list[tuple[feed.Timed, feed.Timed, int]]:
+    """``rounds`` of (bare run, feed run, mails still queued after it), as ``bench feed``
+    times them."""
     out = []
     for _ in range(rounds):
         bare = await feed.bare_receive(url, frames)
         path = await feed.whole_path(url, triggers)
-        out.append((bare, path))
+        out.append((bare, path, left()))
     return out
 
 
 def _feed_figures(label: str, rounds: list[tuple], frames: int) -> dict[str, Any]:
     n = frames - 1
-    ratios = [bare.wall_s / path.wall_s for bare, path in rounds]
+    ratios = [bare.wall_s / path.wall_s for bare, path, _ in rounds]
     return {
-        f"feed_frames_per_s_{label}": round(statistics.median(n / p.wall_s for _, p in rounds)),
+        f"feed_frames_per_s_{label}": round(statistics.median(n / p.wall_s for _, p, _ in rounds)),
         f"feed_ratio_{label}": round(statistics.median(ratios), 3),
         f"feed_ratio_{label}_all": [round(r, 3) for r in ratios],
     }
@@ -428,7 +436,8 @@ def _feed_figures(label: str, rounds: list[tuple], frames: int) -> dict[str, Any
 async def _feed_under_backlog(
     store: Store, smtp_port: int, backlog: int, frames: int, rounds: int
 ) -> dict[str, Any]:
-    """``bench feed``'s ratio with no delivery running, then while ``backlog`` mails drain."""
+    """``bench feed``'s ratio with no delivery running, then while ``backlog`` mails drain.
+    Only busy rounds that ended with mails still queued count (the drain ran throughout)."""
     owner = await store.create_user("bob", "bob@bench.example", "h")
     triggers = await _add_alerts(store, owner.id, backlog)
     for i in range(0, len(triggers), 4096):
@@ -446,9 +455,13 @@ async def _feed_under_backlog(
         async with trio.open_nursery() as nursery:
             start = time.perf_counter()
             await nursery.start(delivery.run)
-            busy = await _feed_rounds(server.url, book_triggers, frames, rounds)
-            results |= _feed_figures("busy", busy, frames)
-            results["feed_backlog_left"] = backlog - len(sink.stamps.at)
+            busy = await _feed_rounds(
+                server.url, book_triggers, frames, rounds, lambda: backlog - len(sink.stamps.at)
+            )
+            under = [r for r in busy if r[2] > 0] or busy
+            results |= _feed_figures("busy", under, frames)
+            results["feed_busy_rounds_under_drain"] = sum(1 for r in busy if r[2] > 0)
+            results["feed_backlog_left"] = busy[-1][2]
             await sink.stamps.wait_for(backlog)
             results["backlog_mails_per_s"] = round(backlog / (max(sink.stamps.at.values()) - start))
             nursery.cancel_scope.cancel()
