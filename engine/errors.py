@@ -170,7 +170,9 @@ class SubscriptionRejected(FeedError):
 
     ``symbols`` are the symbols concerned when the reply says so (may be empty), ``request_id``
     the runner's number of the request the reply answers when the exchange echoes it (see
-    ``Exchange.subscribe_request``), ``reason`` the exchange's words.
+    ``Exchange.subscribe_request``), ``reason`` the exchange's words. The runner blames the
+    symbols named, else the batch of that request; a rejection naming neither keeps the feed
+    unready, with the reason, until its connection is replaced (``engine.feeds.status``).
     """
 
     def __init__(

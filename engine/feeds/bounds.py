@@ -3,7 +3,8 @@
 A tick whose price or exchange time the book or the database cannot hold (``limits.tick_problem``:
 a price of ``1e30``, a time of year 318,857) is dropped where it enters the engine, counted in
 ``metrics.frames_skipped{kind="out-of-range"}`` and logged once per feed, and the feed carries on.
-The exchange runner checks inline on its hot path (``engine.feeds.runner``); the replay source
+The exchange runner checks inline on its one per-frame path (``Session.frame_ticks`` in
+``engine.feeds.session``); the replay source
 checks as it reads a line; every other source gets its tick channel wrapped in
 :class:`BoundedTicks`.
 """

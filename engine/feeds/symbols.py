@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -50,6 +50,7 @@ from engine.plugins.exchange import Exchange
 from engine.store import symbol_lists
 
 if TYPE_CHECKING:
+    from engine.book.demand import DemandView
     from engine.config import Config
     from engine.plugins.registry import FeedRegistry
     from engine.store import Store
@@ -199,8 +200,8 @@ class SymbolDirectory:
         """Wait for the next change of any list."""
         await self._changed.wait()
 
-    def filtered(self, demand: Any) -> FilteredDemand:
-        """``demand`` (``symbols``, ``version``, ``wait_changed``) as the feeds should follow it:
+    def filtered(self, demand: DemandView) -> FilteredDemand:
+        """``demand`` (a :class:`~engine.book.demand.DemandView`) as the feeds should follow it:
         each exchange's symbols less those its list says it does not trade."""
         return FilteredDemand(demand, self)
 
@@ -433,11 +434,11 @@ async def run_symbol_directory(
 
 
 class FilteredDemand:
-    """A demand (``engine.book.actor.Demand``) seen through a :class:`SymbolDirectory`: the
+    """A demand (``engine.book.demand.DemandView``) seen through a :class:`SymbolDirectory`: the
     same interface, each exchange's symbols less those its list says it does not trade, and a
     version that also moves when the list changes."""
 
-    def __init__(self, demand: Any, directory: SymbolDirectory) -> None:
+    def __init__(self, demand: DemandView, directory: SymbolDirectory) -> None:
         self._demand = demand
         self._directory = directory
 

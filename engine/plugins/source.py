@@ -32,6 +32,7 @@ from engine.model import Tick
 from engine.plugins.exchange import SymbolRules
 
 if TYPE_CHECKING:
+    from engine.book.demand import DemandView
     from engine.feeds.status import FeedState
     from engine.metrics import Metrics
 
@@ -67,7 +68,7 @@ class FeedSource(SymbolRules, ABC):
     async def run(
         self,
         ticks: trio.MemorySendChannel[Tick],
-        demand: Any,
+        demand: DemandView,
         state: FeedState,
         metrics: Metrics,
         *,
@@ -75,9 +76,10 @@ class FeedSource(SymbolRules, ABC):
     ) -> None:
         """Emit ticks into ``ticks`` until cancelled; call ``task_status.started()`` when ready.
 
-        ``demand`` offers ``symbols(exchange)``, ``version(exchange)`` and ``async
-        wait_changed(exchange, seen)`` for sources that can subscribe selectively. Keep ``state``
-        current (``mark_connected``, ``symbols``, ``last_frame_ns``) and count skipped input in
-        ``metrics.frames_skipped``. The caller closes ``ticks`` when ``run`` returns or raises.
-        Cancellation is the only way a healthy source stops.
+        ``demand`` (:class:`~engine.book.demand.DemandView`) offers ``symbols(exchange)``,
+        ``version(exchange)`` and ``async wait_changed(exchange, seen)`` for sources that can
+        subscribe selectively. Keep ``state`` current (``mark_connected``, ``symbols``,
+        ``last_frame_ns``) and count skipped input in ``metrics.frames_skipped``. The caller
+        closes ``ticks`` when ``run`` returns or raises. Cancellation is the only way a healthy
+        source stops.
         """

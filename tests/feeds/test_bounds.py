@@ -101,7 +101,8 @@ async def test_the_runner_skips_ticks_out_of_range_and_keeps_going(
 
 
 async def test_the_first_frame_after_subscribing_is_checked_too() -> None:
-    # The first frame of a session goes through the slow path (_Session.first_frame).
+    # The first frame of a session is read before the receive loop starts (Session.frame_ticks
+    # serves both): it is checked all the same.
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             h = await start_harness(nursery, frames=[trade("BTCUSDT", "1e30", 1, 1)])
