@@ -38,6 +38,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -68,6 +69,9 @@ class _Metric(ABC):
     @abstractmethod
     def family(self) -> Metric:
         """The metric's current values as a prometheus_client metric family."""
+
+
+M = TypeVar("M", bound=_Metric)
 
 
 class Counter(_Metric):
@@ -166,7 +170,7 @@ class Metrics:
     """Every metric the engine exports. One instance per engine, passed to the actors.
 
     ``registry`` is this engine's own ``CollectorRegistry``. Parts that own state of their own
-    (``FeedStates``, ``SymbolDirectory``) add gauges as attributes; the collector finds them.
+    (``FeedStates``, ``SymbolDirectory``) :meth:`add` their metrics; the collector finds them.
     """
 
     def __init__(self) -> None:
@@ -183,6 +187,19 @@ class Metrics:
         )
         self.delivery_failures = Counter(
             "triggerbook_notification_failures_total", "Failed delivery attempts.", ["channel"]
+        )
+        self.notifications_dead = Counter(
+            "triggerbook_notifications_dead_total",
+            "Notifications given up: refused, or out of attempts.",
+            ["channel"],
+        )
+        self.outbox_pending = Gauge(
+            "triggerbook_outbox_pending", "Notifications waiting to be delivered.", ["channel"]
+        )
+        self.outbox_oldest_age = Gauge(
+            "triggerbook_outbox_oldest_pending_seconds",
+            "Age of the oldest notification waiting to be delivered.",
+            ["channel"],
         )
         self.book_size = Gauge(
             "triggerbook_book_triggers", "Live triggers in the book.", ["exchange"]
@@ -206,12 +223,20 @@ class Metrics:
             "Rows, commands, ticks and fires set aside as unusable (engine/quarantine.py).",
             ["kind"],
         )
+        # Metrics of other parts, by name (a second add of one name replaces the first).
+        self._added: dict[str, _Metric] = {}
         # Not auto-described: the collector's names change as parts add gauges.
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
 
+    def add(self, metric: M) -> M:
+        """Export ``metric`` too (a part's own counter or gauge); returns it, to keep."""
+        self._added[metric.name] = metric
+        return metric
+
     def all(self) -> list[_Metric]:
-        return [m for m in vars(self).values() if isinstance(m, _Metric)]
+        own = [m for m in vars(self).values() if isinstance(m, _Metric)]
+        return own + list(self._added.values())
 
     def render(self) -> str:
         """Every metric in the Prometheus text format, as ``/metrics`` serves it (tests, logs)."""

@@ -111,3 +111,15 @@ def test_each_engine_has_its_own_registry() -> None:
     assert one.registry is not two.registry
     assert generate_latest(one.registry).decode() == one.render()
     assert b"triggerbook_" not in generate_latest()  # the default REGISTRY
+
+
+def test_a_part_adds_its_own_metrics_once_by_name() -> None:
+    metrics = Metrics()
+    first = metrics.add(Counter("triggerbook_part_total", "A part's own count.", ["kind"]))
+    first.inc(kind="a")
+    second = metrics.add(Counter("triggerbook_part_total", "A part's own count.", ["kind"]))
+    second.inc(2, kind="b")
+    text = metrics.render()
+    assert 'triggerbook_part_total{kind="b"} 2.0' in text
+    assert 'kind="a"' not in text  # the second add replaced the first
+    assert sum(m.name == "triggerbook_part_total" for m in metrics.all()) == 1

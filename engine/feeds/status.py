@@ -173,25 +173,31 @@ class FeedStates:
     def export_to(self, metrics: Metrics) -> None:
         """Add gauges to ``metrics`` that read these states when ``/metrics`` is rendered.
 
-        Idempotent: a second call replaces the gauges (``Metrics.all()`` lists attributes).
+        Idempotent: a second call replaces the gauges (``Metrics.add`` keys them by name).
         """
-        metrics.feed_connected = Gauge(  # type: ignore[attr-defined]
-            "triggerbook_feed_connected",
-            "1 while the feed has a live connection.",
-            ["exchange"],
-            callback=lambda: {(n,): float(s.connected) for n, s in self.items()},
+        metrics.add(
+            Gauge(
+                "triggerbook_feed_connected",
+                "1 while the feed has a live connection.",
+                ["exchange"],
+                callback=lambda: {(n,): float(s.connected) for n, s in self.items()},
+            )
         )
-        metrics.feed_symbols = Gauge(  # type: ignore[attr-defined]
-            "triggerbook_feed_symbols",
-            "Symbols subscribed per feed.",
-            ["exchange"],
-            callback=lambda: {(n,): float(len(s.symbols)) for n, s in self.items()},
+        metrics.add(
+            Gauge(
+                "triggerbook_feed_symbols",
+                "Symbols subscribed per feed.",
+                ["exchange"],
+                callback=lambda: {(n,): float(len(s.symbols)) for n, s in self.items()},
+            )
         )
-        metrics.feed_last_frame_age = Gauge(  # type: ignore[attr-defined]
-            "triggerbook_feed_last_frame_age_seconds",
-            "Seconds since the feed's last frame.",
-            ["exchange"],
-            callback=lambda: {
-                (n,): age for n, s in self.items() if (age := s.last_frame_age_s()) is not None
-            },
+        metrics.add(
+            Gauge(
+                "triggerbook_feed_last_frame_age_seconds",
+                "Seconds since the feed's last frame.",
+                ["exchange"],
+                callback=lambda: {
+                    (n,): age for n, s in self.items() if (age := s.last_frame_age_s()) is not None
+                },
+            )
         )

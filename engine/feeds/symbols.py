@@ -155,22 +155,26 @@ class SymbolDirectory:
 
     def export_to(self, metrics: Metrics) -> None:
         """Add this directory's counters and gauges to ``metrics`` (rendered on ``/metrics``)."""
-        metrics.symbol_list_fetches = self.fetches  # type: ignore[attr-defined]
-        metrics.rest_price_calls = self.price_calls  # type: ignore[attr-defined]
-        metrics.symbols_listed = Gauge(  # type: ignore[attr-defined]
-            "triggerbook_symbols_listed",
-            "Symbols in each exchange's list (absent: no list, symbols unverified).",
-            ["exchange"],
-            callback=lambda: {(n,): float(len(lst.symbols)) for n, lst in self._lists.items()},
+        metrics.add(self.fetches)
+        metrics.add(self.price_calls)
+        metrics.add(
+            Gauge(
+                "triggerbook_symbols_listed",
+                "Symbols in each exchange's list (absent: no list, symbols unverified).",
+                ["exchange"],
+                callback=lambda: {(n,): float(len(lst.symbols)) for n, lst in self._lists.items()},
+            )
         )
-        metrics.symbol_list_age = Gauge(  # type: ignore[attr-defined]
-            "triggerbook_symbol_list_age_seconds",
-            "Seconds since each exchange's symbol list was fetched.",
-            ["exchange"],
-            callback=lambda: {
-                (n,): (datetime.now(UTC) - lst.fetched_at).total_seconds()
-                for n, lst in self._lists.items()
-            },
+        metrics.add(
+            Gauge(
+                "triggerbook_symbol_list_age_seconds",
+                "Seconds since each exchange's symbol list was fetched.",
+                ["exchange"],
+                callback=lambda: {
+                    (n,): (datetime.now(UTC) - lst.fetched_at).total_seconds()
+                    for n, lst in self._lists.items()
+                },
+            )
         )
 
     # --- what the web and the runner ask ---------------------------------------------------

@@ -48,7 +48,7 @@ from engine.errors import (
     SinkUnavailable,
     StoreUnavailable,
 )
-from engine.metrics import Counter, Gauge, Metrics
+from engine.metrics import Counter, Metrics
 from engine.model import FireChannels, Notification
 from engine.plugins.sink import Sink
 from engine.store.outbox import Claimed, Outbox, Outcomes
@@ -324,7 +324,6 @@ class Delivery:
         retry_cap_s: float = RETRY_CAP_S,
         sole_engine: bool = True,
     ) -> None:
-        _register_metrics(metrics)
         self.sole_engine = sole_engine
         self.sinks = dict(sinks)
         self.outbox = outbox
@@ -405,22 +404,3 @@ class Delivery:
                     age = max(0.0, (now - oldest).total_seconds())
                     self.metrics.outbox_oldest_age.set(age, channel=name)
             await trio.sleep(BACKLOG_EVERY_S)
-
-
-def _register_metrics(metrics: Metrics) -> None:
-    """The delivery metrics, added to the engine's like other parts' own (delivered and
-    failed attempts are the engine's already)."""
-    if not hasattr(metrics, "notifications_dead"):
-        metrics.notifications_dead = Counter(
-            "triggerbook_notifications_dead_total",
-            "Notifications given up: refused, or out of attempts.",
-            ["channel"],
-        )
-        metrics.outbox_pending = Gauge(
-            "triggerbook_outbox_pending", "Notifications waiting to be delivered.", ["channel"]
-        )
-        metrics.outbox_oldest_age = Gauge(
-            "triggerbook_outbox_oldest_pending_seconds",
-            "Age of the oldest notification waiting to be delivered.",
-            ["channel"],
-        )
