@@ -19,6 +19,11 @@ import unicodedata
 from decimal import Decimal
 
 __all__ = [
+    "CHANNELS_MAX",
+    "CODES_PER_HOUR",
+    "CODE_TRIES",
+    "CODE_TTL_S",
+    "DESTINATIONS_MAX",
     "MAX_LIST_OFFSET",
     "MAX_PRICE",
     "MIN_PRICE",
@@ -27,6 +32,7 @@ __all__ = [
     "PRICE_TEXT_MAX",
     "PRICE_WHOLE_DIGITS",
     "SYMBOL_MAX",
+    "TARGET_MAX",
     "TICK_TIME_MAX_MS",
     "price_problem",
     "text_problem",
@@ -58,6 +64,20 @@ NAME_MAX = 200
 """Characters of an alert's (or a destination's) name."""
 SYMBOL_MAX = 32
 """Characters of a symbol as any exchange spells it (``OANDA:EUR_USD``, ``BTC-USDT-SWAP``)."""
+
+TARGET_MAX = 2048
+"""Characters of a destination's target (a webhook URL, an address, a chat-service URL)."""
+DESTINATIONS_MAX = 20
+"""Live destinations one account may have: each one is a row every fire of the owner queues."""
+CHANNELS_MAX = 32
+"""Entries of an alert's ``channels`` list (duplicates are folded, so a few kinds in practice)."""
+CODE_TTL_S = 3600
+"""How long a mailed confirmation code stays good."""
+CODE_TRIES = 5
+"""Wrong tries a confirmation code survives; then a new code must be asked for."""
+CODES_PER_HOUR = 5
+"""Confirmation codes one address of one account may be sent per hour (each is a mail to an
+address nobody has confirmed yet: the bound keeps the API from being a way to flood one)."""
 
 # Unicode categories no stored text may hold: controls (C0 and C1; NUL among them, which Postgres
 # text cannot store) and surrogates (not encodable as UTF-8: a lone one arrives through a JSON

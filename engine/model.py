@@ -119,6 +119,8 @@ class Alert(msgspec.Struct, frozen=True):
     triggered_price: Decimal | None = None
     deleted_at: datetime | None = None
     tick_time: datetime | None = None  # the exchange's time of the tick that fired it, if sent
+    # The sinks it notifies (``POST /api/alerts {channels}``); None: the defaults at fire time.
+    channels: tuple[str, ...] | None = None
 
     def trigger(self) -> Trigger:
         """The book's view of this alert."""

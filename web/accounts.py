@@ -100,7 +100,8 @@ async def me(state: State, user_id: int) -> Response:
     user = await state.ctx.store.get_user(user_id)
     if user is None:
         raise Unauthorized("the token's user no longer exists")
-    return json_response(state, user_view(user))
+    confirmed = await state.ctx.store.destinations.account_confirmed(user_id)
+    return json_response(state, {**user_view(user), "email_confirmed": confirmed})
 
 
 async def list_users(state: State, user_id: int) -> Response:

@@ -43,12 +43,32 @@ STATUS_RULE = v.Choice(lambda: tuple(s.value for s in AlertStatus), "an alert st
 MAX_PAGE = max(1, limits.MAX_LIST_OFFSET // v.PAGE_SIZE_MAX + 1)
 
 
+def channel_kinds(ctx: WebContext) -> tuple[str, ...]:
+    """The channels an alert may name, in name order: the enabled sinks that reach the account
+    (console, the account's email) or take destinations (webhook, email, chat). Also what an
+    alert without ``channels`` notifies: every one of them (a destination kind reaching the
+    owner's live, confirmed destinations of that kind, if any), as ``queries.RECORD_FIRES``."""
+    sinks = ctx.delivery.sinks
+    return tuple(sorted(n for n, s in sinks.items() if s.reaches_account or s.takes_destinations))
+
+
+def channels_rule(ctx: WebContext) -> v.Kinds:
+    return v.Kinds(
+        lambda: channel_kinds(ctx),
+        "an enabled channel",
+        description="the channels to notify (enabled sinks), duplicates folded; a destination "
+        "kind reaches every live, confirmed destination of yours of that kind; [] notifies "
+        "nobody; absent: every enabled channel at fire time",
+    )
+
+
 def create_body(ctx: WebContext) -> v.Body:
     """The rules of a create body for the exchanges this server feeds (built once per app)."""
     optional: dict[str, v.Rule] = {
         "direction": DIRECTION,
         "exchange": markets.exchange_rule(ctx),
         "name": v.NAME,
+        "channels": channels_rule(ctx),
     }
     return v.Body(
         CREATE,
@@ -66,6 +86,8 @@ def alert_view(alert: Alert, state: State) -> dict[str, Any]:
     live alert may not fire as asked (the engine set it aside, see ``engine/quarantine.py``, or
     the exchange refused to stream its symbol), or is null. ``triggered_at`` is when the engine
     fired; ``tick_time`` the exchange's own time of the tick that fired it, when it sent one.
+    ``channels`` are the ones it was created with, or (``channels_default``) the defaults it
+    notifies when it fires: every enabled channel (:func:`channel_kinds`).
     """
     ctx = state.ctx
     problem = None
@@ -90,6 +112,8 @@ def alert_view(alert: Alert, state: State) -> dict[str, Any]:
         "tick_time": alert.tick_time,
         "symbol_status": ctx.symbols.lookup(alert.exchange, alert.symbol).value,
         "problem": problem,
+        "channels": list(channel_kinds(ctx) if alert.channels is None else alert.channels),
+        "channels_default": alert.channels is None,
     }
 
 
@@ -121,7 +145,8 @@ async def parse_create(state: State, user_id: int, fields: dict[str, Any]) -> Ro
         )
     target = fields["target_price"]
     direction = await _direction(state, fields.get("direction"), exchange, symbol, target)
-    return (user_id, exchange, symbol, target, direction, fields.get("name", "").strip())
+    name = fields.get("name", "").strip()
+    return (user_id, exchange, symbol, target, direction, name, fields.get("channels"))
 
 
 async def write_create(state: State, row: Row) -> Alert:

@@ -6,6 +6,7 @@ the fast lane share; here each route reads its request and writes its response.
 
 from __future__ import annotations
 
+import msgspec
 from quart import Response, request
 
 from web import alert_core as core
@@ -21,8 +22,12 @@ async def create_alert(state: State, user_id: int) -> Response:
 
 
 async def get_alert(state: State, user_id: int, alert_id: int) -> Response:
+    """The alert with its ``notifications`` (every outbox row of its fires, oldest first);
+    lists and creates leave them out."""
     alert = await core.get(state, user_id, alert_id)
-    return json_response(state, core.alert_view(alert, state))
+    found = await state.ctx.store.outbox.notifications_of([alert.id])
+    notes = [msgspec.structs.asdict(note) for note in found.get(alert.id, ())]
+    return json_response(state, {**core.alert_view(alert, state), "notifications": notes})
 
 
 async def delete_alert(state: State, user_id: int, alert_id: int) -> Response:

@@ -28,7 +28,7 @@ from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import IntegerConverter, Map
 
 from engine.errors import ApiError, Conflict, StoreUnavailable
-from web import accounts, alerts, legacy, ops, prices
+from web import accounts, alerts, destinations, legacy, ops, prices
 from web.auth import ACCESS, AttemptLimiter, PasswordHasher, TokenCodec, bearer_token
 from web.batcher import CreateBatcher, ListBatcher
 from web.context import State, WebContext, WebSettings
@@ -107,7 +107,13 @@ def all_routes(ctx: WebContext) -> list[Route]:
     historic = legacy.routes(ctx, account_routes)
     # A historic route given again in web/legacy.py (with every seed client's body) wins.
     taken = {(route.method, route.path) for route in historic}
-    routes = [*account_routes, *alerts.routes(ctx), *prices.routes(ctx), *ops.routes()]
+    routes = [
+        *account_routes,
+        *alerts.routes(ctx),
+        *destinations.routes(ctx),
+        *prices.routes(ctx),
+        *ops.routes(),
+    ]
     return [*(r for r in routes if (r.method, r.path) not in taken), *historic]
 
 

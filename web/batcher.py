@@ -41,7 +41,8 @@ from engine.store.store import Refusal
 if TYPE_CHECKING:
     from engine.store import Store
 
-Row = tuple[int, str, str, Decimal, Direction, str]
+# (owner, exchange, symbol, target, direction, name, channels: None for the defaults)
+Row = tuple[int, str, str, Decimal, Direction, str, tuple[str, ...] | None]
 Page = tuple[int, list[Alert]]
 MAX_BATCH = 256
 QUEUE_SIZE = 1024
@@ -184,8 +185,10 @@ class CreateBatcher(Batcher[Row, Alert]):
         target_price: Decimal,
         direction: Direction,
         name: str = "",
+        channels: tuple[str, ...] | None = None,
     ) -> Alert:
         """Insert a live alert and add its trigger to the book; the committed alert.
+        ``channels``: the sinks it notifies (None: the defaults at fire time).
 
         Raises, for this request only: :class:`Unauthorized` when the owner no longer exists
         (a token outliving its account), :class:`LimitReached` when the owner is at a per-user
@@ -194,7 +197,9 @@ class CreateBatcher(Batcher[Row, Alert]):
         :class:`StoreUnavailable` when the database cannot be reached or the batcher has
         stopped, and whatever else the batch's store call raised.
         """
-        return await self.submit((owner_id, exchange, symbol, target_price, direction, name))
+        return await self.submit(
+            (owner_id, exchange, symbol, target_price, direction, name, channels)
+        )
 
 
 def _refusal_errors(limits: LimitsConfig) -> dict[Refusal, Callable[[], Exception]]:

@@ -3,7 +3,8 @@
 None of these need a token: a load balancer and a Prometheus scraper hold none. ``/readyz``
 is 503 problem+json with the reason for each check that fails (the database does not answer
 within ``READY_TIMEOUT_S``, an enabled feed with symbols to watch is not connected). Either way
-``checks.quarantine`` counts what the engine set aside as unusable, with the latest entries.
+``checks.quarantine`` counts what the engine set aside as unusable, with the latest entries, and
+``checks.channels`` says which notification channels are down and why.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ async def readyz(state: State, user_id: None) -> Response:
         if reason is not None:
             reasons.append(f"feed {name} {reason}")
     checks["feeds"] = feeds
+    # The enabled sinks' channels, each down one with why (a mail server refusing the login):
+    # shown, not a reason to leave the load balancer, since the API and the matching still work
+    # and the notifications wait in the outbox until the channel is back.
+    down = state.ctx.delivery.problems()
+    checks["channels"] = {
+        name: {"ok": name not in down, "reason": down.get(name)}
+        for name in sorted(state.ctx.delivery.sinks)
+    }
     # What the engine set aside instead of crashing (engine/quarantine.py): shown, not a reason
     # to leave the load balancer, since everything else still works.
     checks["quarantine"] = state.ctx.quarantine.summary()

@@ -93,12 +93,21 @@ COMPONENTS: dict[str, Schema] = {
     "AccessToken": obj(
         {"access": STR, "token_type": {"type": "string", "enum": ["Bearer"]}, "expires_in": INT}
     ),
-    "User": obj({"id": INT, "username": STR, "email": STR, "is_staff": BOOL, "created_at": TIME}),
+    "User": obj(
+        {"id": INT, "username": STR, "email": STR, "is_staff": BOOL, "created_at": TIME},
+        {
+            "email_confirmed": {
+                **BOOL,
+                "description": "GET /api/users/me only: the account's address is confirmed "
+                "(needed for its mail when [sinks.email] confirm_account is on)",
+            }
+        },
+    ),
     "NewUser": obj({"id": INT, "username": STR, "email": STR}),
     "UserList": page_of("User"),
     "AlertCreate": obj(
         {"symbol": STR, "target_price": PRICE_IN},
-        {"direction": DIRECTION, "exchange": STR, "name": STR},
+        {"direction": DIRECTION, "exchange": STR, "name": STR, "channels": {"type": "array"}},
     ),
     "LegacyAlertCreate": {
         "type": "object",
@@ -143,9 +152,73 @@ COMPONENTS: dict[str, Schema] = {
                 "description": "why this live alert may not fire as asked (set aside by the "
                 "engine, or refused by its exchange), else null",
             },
+            "channels": {
+                "type": "array",
+                "items": STR,
+                "description": "the channels it notifies: as created, or (channels_default) "
+                "every enabled channel at fire time",
+            },
+            "channels_default": {
+                **BOOL,
+                "description": "created without channels: the defaults at fire time",
+            },
         },
-        {"price": DECIMAL, "trigger_value": DECIMAL},
+        {
+            "price": DECIMAL,
+            "trigger_value": DECIMAL,
+            "notifications": {
+                "type": "array",
+                "items": ref("Notification"),
+                "description": "every notification of its fires, oldest first; only in "
+                "GET /api/alerts/{alert_id} (lists and creates leave it out)",
+            },
+        },
     ),
+    "Notification": obj(
+        {
+            "id": INT,
+            "channel": STR,
+            "destination_id": nullable(INT),
+            "state": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+            "attempts": INT,
+            "last_error": {"type": ["string", "null"]},
+            "delivered_at": nullable(TIME),
+        }
+    ),
+    "Destination": obj(
+        {
+            "id": INT,
+            "kind": STR,
+            "target": {**STR, "description": "masked where it holds a secret"},
+            "name": {"type": ["string", "null"]},
+            "created_at": TIME,
+            "confirmed": {
+                **BOOL,
+                "description": "false until its owner sends the code mailed to it (email); "
+                "nothing is sent to it before",
+            },
+            "disabled_reason": {
+                "type": ["string", "null"],
+                "description": "why delivery stopped for good (a webhook's 410), else null",
+            },
+        },
+        {
+            "secret": {
+                **STR,
+                "description": "the webhook signing secret (whsec_...): in the 201 only, never "
+                "again",
+            },
+            "confirmation": ref("Outcome"),
+        },
+    ),
+    "DestinationList": obj({"results": {"type": "array", "items": ref("Destination")}}),
+    "Outcome": obj(
+        {
+            "state": {"type": "string", "enum": ["delivered", "failed", "refused"]},
+            "reason": {"type": ["string", "null"]},
+        }
+    ),
+    "AccountEmail": obj({"email": STR, "email_confirmed": BOOL}),
     "AlertList": page_of("Alert"),
     "Deleted": obj({"message": STR, "alert": ref("Alert")}),
     "Price": obj(

@@ -205,6 +205,42 @@ class Choice(Rule):
 
 
 @dataclass(frozen=True)
+class Kinds(Rule):
+    """A list of at most ``max_items`` strings of a set computed late (an alert's
+    ``channels``: the enabled sinks), as a tuple in the order given, duplicates folded."""
+
+    values: Callable[[], Collection[str]]
+    what: str
+    max_items: int = limits.CHANNELS_MAX
+    description: str = ""
+
+    def clean(self, value: Any, field: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise ValidationFailed(f"{field} must be an array, not {json_type(value)}", field=field)
+        if len(value) > self.max_items:
+            raise ValidationFailed(f"{field} has more than {self.max_items} entries", field=field)
+        allowed = self.values()
+        for item in value:
+            if not isinstance(item, str) or item not in allowed:
+                shown = repr(item) if isinstance(item, str) else json_type(item)
+                raise ValidationFailed(
+                    f"{field}: {shown[:48]} is not {self.what}; "
+                    f"one of {', '.join(sorted(allowed)) or '(none enabled)'}",
+                    field=field,
+                )
+        return tuple(dict.fromkeys(value))
+
+    def schema(self) -> Schema:
+        return self._described(
+            {
+                "type": "array",
+                "items": {"type": "string", "enum": sorted(self.values())},
+                "maxItems": self.max_items,
+            }
+        )
+
+
+@dataclass(frozen=True)
 class Price(Rule):
     """An exact price: a JSON number, or a string in plain decimal notation (``"70000.5"``).
 

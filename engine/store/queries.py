@@ -18,7 +18,7 @@ from engine.store.live import TriggerParser
 USER_COLUMNS = "id, username, email, password_hash, is_staff, created_at"
 ALERT_COLUMNS = (
     "id, owner_id, exchange, symbol, target_price, direction, status, name, created_at, "
-    "triggered_at, triggered_price, deleted_at, tick_time"
+    "triggered_at, triggered_price, deleted_at, tick_time, channels"
 )
 OUTBOX_COLUMNS = (
     "id, alert_id, channel, payload, attempts, next_attempt_at, delivered_at, last_error"
@@ -71,16 +71,18 @@ async def insert_alert(
     target_price: Decimal,
     direction: str,
     name: str,
+    channels: list[str] | None = None,
 ) -> asyncpg.Record:
     return await con.fetchrow(
-        f"INSERT INTO alerts (owner_id, exchange, symbol, target_price, direction, name) "
-        f"VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ALERT_COLUMNS}",
+        f"INSERT INTO alerts (owner_id, exchange, symbol, target_price, direction, name, "
+        f"channels) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ALERT_COLUMNS}",
         owner_id,
         exchange,
         symbol,
         target_price,
         direction,
         name,
+        channels,
     )
 
 
@@ -90,14 +92,19 @@ async def insert_alert(
 # else one per position: NULL or why not); the admitted rows come from the arrays in order, so
 # ids (one nextval per row, as rows are produced) ascend in that order. A row whose owner is
 # gone is refused by the verdict, never by the foreign key, so it cannot fail its neighbours.
+# Each row's ``channels`` travels as one comma-joined text (NULL: the defaults), since an array
+# of arrays must be rectangular; sink names hold no comma (migration 0008's kind pattern).
 INSERT_ALERTS = f"""
 WITH verdict AS MATERIALIZED (
     SELECT admit_alerts($1::bigint[], $2::text[], $3::text[], $7::bigint, $8::bigint) AS v
 ), written AS (
-    INSERT INTO alerts (owner_id, exchange, symbol, target_price, direction, name)
-    SELECT r.owner_id, r.exchange, r.symbol, r.target_price, r.direction, r.name
-      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[])
-           WITH ORDINALITY AS r (owner_id, exchange, symbol, target_price, direction, name, n)
+    INSERT INTO alerts (owner_id, exchange, symbol, target_price, direction, name, channels)
+    SELECT r.owner_id, r.exchange, r.symbol, r.target_price, r.direction, r.name,
+           string_to_array(r.channels, ',')
+      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::numeric[], $5::text[], $6::text[],
+                  $9::text[])
+           WITH ORDINALITY AS r (owner_id, exchange, symbol, target_price, direction, name,
+                                 channels, n)
      CROSS JOIN verdict
      WHERE verdict.v[r.n] IS NULL
      ORDER BY r.n
@@ -117,8 +124,10 @@ async def insert_alerts(
     names: list[str],
     max_alerts: int | None,
     max_symbols: int | None,
+    channels: list[str | None] | None = None,
 ) -> tuple[list[str | None], list[asyncpg.Record]]:
     """Insert one alert per position of the arrays that the limits admit (None: no limit).
+    ``channels``: per position, the alert's sink names joined by commas, or None (defaults).
 
     Returns (one verdict per position: None when written, else ``'owner'``, ``'alerts'`` or
     ``'symbols'``; the rows written, in position order). Each row is the alert's columns.
@@ -133,6 +142,7 @@ async def insert_alerts(
         names,
         max_alerts,
         max_symbols,
+        channels if channels is not None else [None] * len(owner_ids),
     )
     verdicts = rows[0][0] or [None] * len(owner_ids)
     written = sorted((row[1:] for row in rows if row[1] is not None), key=lambda row: row[0])

@@ -31,6 +31,7 @@ from engine.model import (
 )
 from engine.store import embedded, queries
 from engine.store.bridge import UNIQUE_VIOLATION, Bridge, open_bridge, refused_sqlstate
+from engine.store.destinations import Destinations
 from engine.store.migrate import apply_migrations, load_migrations
 from engine.store.outbox import Outbox
 
@@ -60,6 +61,8 @@ class Store:
     def __init__(self, bridge: Bridge) -> None:
         self._bridge = bridge
         self.outbox = Outbox(bridge)  # the sinks' delivery queue (engine/store/outbox.py)
+        # where users want notifications, and their confirmation codes (destinations.py)
+        self.destinations = Destinations(bridge)
 
     @property
     def bridge(self) -> Bridge:
@@ -108,9 +111,11 @@ class Store:
         target_price: Decimal,
         direction: Direction,
         name: str = "",
+        channels: Sequence[str] | None = None,
     ) -> Alert:
         """Insert a live alert; it exists once this returns (then the caller adds it to the
-        book). Raises ``ValueError`` for a target that is not a finite decimal > 0."""
+        book). ``channels``: the sinks it notifies (None: the defaults at fire time). Raises
+        ``ValueError`` for a target that is not a finite decimal > 0."""
         if not isinstance(target_price, Decimal) or not target_price.is_finite():
             raise ValueError(f"target_price must be a finite Decimal, got {target_price!r}")
         if target_price <= 0:
@@ -123,24 +128,27 @@ class Store:
             target_price,
             Direction(direction).value,
             name,
+            None if channels is None else list(channels),
         )
         return _alert(row)
 
     async def create_alerts(
         self,
-        rows: Sequence[tuple[int, str, str, Decimal, Direction, str]],
+        rows: Sequence[tuple[int, str, str, Decimal, Direction, str]]
+        | Sequence[tuple[int, str, str, Decimal, Direction, str, Sequence[str] | None]],
         *,
         max_live_alerts: int | None = None,
         max_symbols: int | None = None,
     ) -> list[Alert | Refusal]:
         """Insert many live alerts in one statement (one round trip, one commit): each row is
-        ``(owner_id, exchange, symbol, target_price, direction, name)`` as for
-        :meth:`create_alert`. Returns, in the order given, each row's :class:`Alert` or the
-        :class:`Refusal` that kept it out: an owner that no longer exists, or an owner who
-        would pass ``max_live_alerts`` live alerts or ``max_symbols`` distinct live
-        (exchange, symbol) pairs (None: no limit). Rows are decided in order, as if created
-        one at a time, in the database and in the INSERT's own transaction, with the owners
-        locked: concurrent calls (from any process) never take an owner past a limit.
+        ``(owner_id, exchange, symbol, target_price, direction, name[, channels])`` as for
+        :meth:`create_alert` (no ``channels``, or None: the defaults). Returns, in the order
+        given, each row's :class:`Alert` or the :class:`Refusal` that kept it out: an owner
+        that no longer exists, or an owner who would pass ``max_live_alerts`` live alerts or
+        ``max_symbols`` distinct live (exchange, symbol) pairs (None: no limit). Rows are
+        decided in order, as if created one at a time, in the database and in the INSERT's
+        own transaction, with the owners locked: concurrent calls (from any process) never
+        take an owner past a limit.
 
         Raises ``ValueError`` for a target as :meth:`create_alert` (nothing written). If it
         raises (:class:`StoreRefused` for a value the database refuses), no row was written.
@@ -161,6 +169,7 @@ class Store:
             [r[5] for r in rows],
             max_live_alerts,
             max_symbols,
+            [_joined(r[6]) if len(r) > 6 else None for r in rows],  # type: ignore[misc]
         )
         alerts = iter(written)
         return [_alert(next(alerts)) if v is None else _REFUSALS[v] for v in verdicts]
@@ -324,6 +333,11 @@ def _user(row: asyncpg.Record) -> User:
     return User(row[0], row[1], row[2], row[3], row[4], row[5])
 
 
+def _joined(channels: Sequence[str] | None) -> str | None:
+    """An alert's channels as ``insert_alerts`` takes them: one comma-joined text, or None."""
+    return None if channels is None else ",".join(channels)
+
+
 def _alert(row: asyncpg.Record) -> Alert:
     return Alert(
         row[0],
@@ -339,6 +353,7 @@ def _alert(row: asyncpg.Record) -> Alert:
         row[10],
         row[11],
         row[12],
+        None if row[13] is None else tuple(row[13]),
     )
 
 

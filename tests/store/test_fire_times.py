@@ -65,8 +65,9 @@ async def test_an_alert_not_fired_has_no_tick_time(store: Store) -> None:
             owner.id, "binance", "BTCUSDT", Decimal(100), Direction.ABOVE
         )
         assert alert.tick_time is None and alert.triggered_at is None
-        # appended last: positional code reading the older columns keeps working
-        assert list(type(alert).__struct_fields__)[-1] == "tick_time"
+        # appended after the older columns (then channels, 0008): positional code reading
+        # the older columns keeps working
+        assert list(type(alert).__struct_fields__)[-2:] == ["tick_time", "channels"]
 
 
 def test_fire_times_are_wall_clock_milliseconds() -> None:

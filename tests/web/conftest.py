@@ -215,10 +215,12 @@ async def start_api(
     *,
     plugins: bool = False,
     settings: WebSettings = SETTINGS,
+    extra_plugins: tuple[object, ...] = (),
 ) -> AsyncIterator[Api]:
     """The server over ``store`` and a real book, configured by ``environ`` (overrides), with
-    the installed plugins loaded when ``plugins``, served with ``settings``."""
-    registry = load_registry(entry_points=plugins)
+    the installed plugins loaded when ``plugins`` and ``extra_plugins`` (modules with
+    ``@hookimpl`` functions: a test's own sinks), served with ``settings``."""
+    registry = load_registry(extra_plugins, entry_points=plugins)
     (tmp_path / "config.toml").write_text("")
     config = load_config(
         tmp_path / "config.toml",

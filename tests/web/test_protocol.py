@@ -11,6 +11,7 @@ serves the next request; past the cap, or when the body never comes, the answer 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import httpx
@@ -226,7 +227,7 @@ ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _concrete(path: str) -> str:
-    return path.replace("{alert_id}", "1").replace("{symbol}", "BTCUSDT")
+    return re.sub(r"\{[a-z_]+_id\}", "1", path).replace("{symbol}", "BTCUSDT")
 
 
 def _documented(doc: dict, path: str) -> set[str]:
