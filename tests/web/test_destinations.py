@@ -26,6 +26,7 @@ from engine.model import Fire, Tick
 from engine.plugins.registry import load_registry
 from tests.web import probe_sink
 from tests.web.conftest import Api, start_api
+from web.fastlane import FastLane
 
 PROBE = {"TRIGGERBOOK_SINKS_PROBE_ENABLED": "true"}
 
@@ -471,3 +472,35 @@ async def test_codes_per_hour_are_bounded(mail_api: tuple[Api, _Inbox]) -> None:
             assert (await api.client.post(f"{one}/confirm/resend", headers=alice)).is_success
         r = await api.client.post(f"{one}/confirm/resend", headers=alice)
         assert r.status_code == 429 and "Retry-After" in r.headers
+
+
+async def test_the_fast_lane_takes_a_create_with_channels(
+    probe_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Channels do not send a create off the lane (web/fastlane.py shares parse_create), and
+    the lane's answer is the one the app gives (a second alert through the app, compared)."""
+    api = probe_api
+    handed: list[str] = []
+    original = FastLane._hand_over
+
+    async def counted(self: FastLane, scope: Any, receive: Any, send: Any) -> None:
+        handed.append(scope["path"])
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(FastLane, "_hand_over", counted)
+    with trio.fail_after(30):
+        alice = await api.user("alice")
+        handed.clear()
+        body = {"symbol": "BTCUSDT", "target_price": "5", "channels": ["probe", "console"]}
+        body["direction"] = "below"
+        by_lane = await api.client.post("/api/alerts", headers=alice, json=body)
+        assert by_lane.status_code == 201 and handed == []
+        # a repeated Authorization header is always handed to the app
+        token = alice["Authorization"]
+        headers = [("Authorization", token), ("Authorization", token)]
+        by_app = await api.client.post("/api/alerts", headers=headers, json=body)
+        assert by_app.status_code == 201 and handed == ["/api/alerts"]
+        lane, app = by_lane.json(), by_app.json()
+        assert lane.pop("id") + 1 == app.pop("id")
+        lane.pop("created_at"), app.pop("created_at")
+        assert lane == app and lane["channels"] == ["probe", "console"]
