@@ -504,3 +504,46 @@ async def test_the_fast_lane_takes_a_create_with_channels(
         assert lane.pop("id") + 1 == app.pop("id")
         lane.pop("created_at"), app.pop("created_at")
         assert lane == app and lane["channels"] == ["probe", "console"]
+
+
+async def test_a_webhook_test_is_signed_and_its_outcome_told(
+    store: Any, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """The real webhook sink against a real receiver that verifies Standard Webhooks
+    signatures with the secret the 201 showed: 2xx delivered, 500 failed, 404 refused."""
+    from tests.sinks.webhook_receiver import Received, Reply, WebhookReceiver
+
+    status = {"now": 204}
+
+    def respond(_request: Received) -> Reply:
+        return Reply(status["now"])
+
+    receiver = WebhookReceiver("whsec_" + "A" * 44, respond)
+    environ = {
+        "TRIGGERBOOK_SINKS_WEBHOOK_ENABLED": "true",
+        "TRIGGERBOOK_SINKS_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    with trio.fail_after(30):
+        await nursery.start(receiver.serve)
+        async with start_api(store, nursery, tmp_path, environ) as api:
+            await nursery.start(api.ctx.delivery.run)
+            alice = await api.user("alice")
+            made = await api.client.post(
+                "/api/destinations",
+                headers=alice,
+                json={"kind": "webhook", "target": receiver.url()},
+            )
+            assert made.status_code == 201, made.text
+            receiver.secret = made.json()["secret"]
+            test = f"/api/destinations/{made.json()['id']}/test"
+            r = await api.client.post(test, headers=alice)
+            assert r.json() == {"state": "delivered", "reason": None}
+            (got,) = receiver.received
+            assert isinstance(got.verified, dict), got.verified  # the signature verified
+            assert got.headers["webhook-id"].startswith("test-")
+            status["now"] = 500
+            r = await api.client.post(test, headers=alice)
+            assert r.json()["state"] == "failed"
+            status["now"] = 404
+            r = await api.client.post(test, headers=alice)
+            assert r.json()["state"] == "refused" and "404" in r.json()["reason"]
