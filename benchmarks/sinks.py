@@ -3,7 +3,7 @@ naive baseline in the same run.
 
     triggerbook bench sinks [--mails N] [--webhooks N] [--connections C] [--concurrency W]
                             [--smtp-receivers P] [--idle N] [--burst N] [--backlog N]
-                            [--frames N] [--repeats R] [--json]
+                            [--frames N] [--feed-rounds K] [--repeats R] [--json]
 
 The receivers run in processes of their own (``benchmarks/receivers.py``: aiosmtpd, and a
 minimal trio + h11 HTTP server; ``--smtp-receivers P`` runs P aiosmtpd processes on one port
@@ -36,8 +36,8 @@ with ``SO_REUSEPORT``), so they do not share this process's CPU. Figures:
 Rates are medians over ``--repeats`` interleaved runs (bare, then sink, each time). ``*_cpu_us``
 is this process's CPU per message (``time.process_time``): on a shared machine the wall rates
 swing with other processes, the CPU cost per message does not. ``*_receiver_load`` is the
-receiving processes' CPU seconds per wall second during the sink's runs (near the number of
-receiver processes: the receiver is the ceiling, not the sink).
+receiving processes' CPU seconds per wall second during the bare or the sink's runs (near the
+number of receiver processes: the receiver is the ceiling, not the client).
 """
 
 from __future__ import annotations
