@@ -21,10 +21,11 @@ from engine import limits
 from engine.errors import NotFound, ValidationFailed
 from engine.feeds.symbols import SymbolCheck
 from engine.model import Alert, AlertStatus, Direction, RemoveTrigger
+from engine.parts import Parts
 from web import markets
 from web import validation as v
 from web.batcher import Row
-from web.context import State, WebContext
+from web.context import State
 from web.http import page_links, plain
 from web.spec import Param
 
@@ -43,7 +44,7 @@ STATUS_RULE = v.Choice(lambda: tuple(s.value for s in AlertStatus), "an alert st
 MAX_PAGE = max(1, limits.MAX_LIST_OFFSET // v.PAGE_SIZE_MAX + 1)
 
 
-def channel_kinds(ctx: WebContext) -> tuple[str, ...]:
+def channel_kinds(ctx: Parts) -> tuple[str, ...]:
     """The channels an alert may name, in name order: the enabled sinks that reach the account
     (console, the account's email) or take destinations (webhook, email, chat). Also what an
     alert without ``channels`` notifies: every one of them (a destination kind reaching the
@@ -52,7 +53,7 @@ def channel_kinds(ctx: WebContext) -> tuple[str, ...]:
     return tuple(sorted(n for n, s in sinks.items() if s.reaches_account or s.takes_destinations))
 
 
-def channels_rule(ctx: WebContext) -> v.Kinds:
+def channels_rule(ctx: Parts) -> v.Kinds:
     return v.Kinds(
         lambda: channel_kinds(ctx),
         "an enabled channel",
@@ -62,7 +63,7 @@ def channels_rule(ctx: WebContext) -> v.Kinds:
     )
 
 
-def create_body(ctx: WebContext) -> v.Body:
+def create_body(ctx: Parts) -> v.Body:
     """The rules of a create body for the exchanges this server feeds (built once per app)."""
     optional: dict[str, v.Rule] = {
         "direction": DIRECTION,
@@ -232,7 +233,7 @@ async def alert_page(
     }
 
 
-def list_params(ctx: WebContext) -> tuple[Param, ...]:
+def list_params(ctx: Parts) -> tuple[Param, ...]:
     """The list's query parameters, with the exchanges this server feeds."""
     return (
         Param("status", STATUS_RULE.schema(), "only alerts in this status"),

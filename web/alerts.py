@@ -9,8 +9,9 @@ from __future__ import annotations
 import msgspec
 from quart import Response, request
 
+from engine.parts import Parts
 from web import alert_core as core
-from web.context import State, WebContext
+from web.context import State
 from web.http import json_response, read_json
 from web.spec import Route, ok, problems, ref
 
@@ -52,7 +53,7 @@ _DELETE = {**ok(200, "deleted (or already fired/deleted)", ref("Deleted")), **pr
 _LIST = {**ok(200, "a page of alerts, newest first", ref("AlertList")), **problems(401, 422)}
 
 
-def routes(ctx: WebContext) -> list[Route]:
+def routes(ctx: Parts) -> list[Route]:
     """The alert routes, canonical first, then the historic aliases."""
     create_rules = core.create_body(ctx)
     list_query = core.list_params(ctx)

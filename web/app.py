@@ -28,10 +28,11 @@ from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.routing import IntegerConverter, Map
 
 from engine.errors import ApiError, Conflict, StoreUnavailable
+from engine.parts import Parts
 from web import accounts, alerts, destinations, legacy, ops, prices
 from web.auth import ACCESS, AttemptLimiter, PasswordHasher, TokenCodec, bearer_token
 from web.batcher import CreateBatcher, ListBatcher
-from web.context import State, WebContext, WebSettings
+from web.context import State, WebSettings
 from web.fastlane import ASGIApp, FastLane
 from web.openapi import build_spec
 from web.problems import INTERNAL, allowed_only, from_error, from_http, options_answer, problem
@@ -101,7 +102,7 @@ class Methods:
         return tuple(m for m in METHOD_ORDER if m in served)
 
 
-def all_routes(ctx: WebContext) -> list[Route]:
+def all_routes(ctx: Parts) -> list[Route]:
     """Every route the app serves, in the order the document lists them."""
     account_routes = accounts.routes()
     historic = legacy.routes(ctx, account_routes)
@@ -134,7 +135,7 @@ def _view(state: State, route: Route) -> Any:
     return public
 
 
-def create_app(ctx: WebContext, secret: str, settings: WebSettings | None = None) -> WebApp:
+def create_app(ctx: Parts, secret: str, settings: WebSettings | None = None) -> WebApp:
     """The application for one engine; ``secret`` signs tokens (see ``auth.resolve_secret``).
 
     Serve ``.asgi`` with :func:`web.server.run_web`, which also runs the app's batchers

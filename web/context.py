@@ -1,9 +1,9 @@
 """The bottom of the web layer: what every other web module is handed, and nothing that serves.
 
-:class:`WebContext` is the engine's parts (:class:`engine.parts.Parts`, built once by
-``engine/app.py``; the web's name for them, not a second list), :class:`WebSettings` the web's
-knobs that are not in the configuration file, and :class:`State` the collaborators built once
-per app (:func:`web.app.create_app`) and passed to every handler.
+Every web module is handed the engine's parts (:class:`engine.parts.Parts`, built once by
+``engine/app.py``); here are :class:`WebSettings`, the web's knobs that are not in the
+configuration file, and :class:`State`, the collaborators built once per app
+(:func:`web.app.create_app`) and passed to every handler.
 This module imports only the engine and the web's own leaf modules (auth, batcher, validation),
 so everything above may import it and it imports nothing above.
 """
@@ -20,8 +20,6 @@ from web.batcher import CreateBatcher, ListBatcher
 from web.validation import Body
 
 MAX_BODY = 16 * 1024
-
-WebContext = Parts  # what every web module is handed: the engine's parts, under the web's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +47,7 @@ class WebSettings:
 class State:
     """The web layer's collaborators, built once per server by :func:`web.app.create_app`."""
 
-    ctx: WebContext
+    ctx: Parts
     settings: WebSettings
     tokens: TokenCodec
     hasher: PasswordHasher

@@ -40,10 +40,11 @@ from engine.errors import (
     ValidationFailed,
 )
 from engine.model import Destination, Notification
+from engine.parts import Parts
 from engine.plugins.sink import Sink
 from engine.store.destinations import DestinationRow, Refused, Verdict
 from web import validation as v
-from web.context import State, WebContext
+from web.context import State
 from web.http import json_response, read_json
 from web.spec import Route, ok, problems, ref
 
@@ -55,12 +56,12 @@ ACCOUNT_CHANNEL = "email"  # the sink that mails the account's own address
 HIDDEN = "***"  # a target whose sink is not enabled: nothing here can say what is secret in it
 
 
-def destination_kinds(ctx: WebContext) -> tuple[str, ...]:
+def destination_kinds(ctx: Parts) -> tuple[str, ...]:
     """The kinds a destination may have: the enabled sinks that take destinations."""
     return tuple(sorted(n for n, s in ctx.delivery.sinks.items() if s.takes_destinations))
 
 
-def create_body(ctx: WebContext) -> v.Body:
+def create_body(ctx: Parts) -> v.Body:
     return v.Body(
         "DestinationCreate",
         {
@@ -303,7 +304,7 @@ def _outcome(description: str) -> dict[int, tuple[str, Any, str]]:
     return ok(200, description, ref("Outcome"))
 
 
-def routes(ctx: WebContext) -> list[Route]:
+def routes(ctx: Parts) -> list[Route]:
     """The destination routes and the account's own address confirmation. A server with no
     enabled sink that takes destinations serves no create (405): no body could be valid."""
     create = Route(

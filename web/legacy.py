@@ -27,10 +27,11 @@ from typing import Any
 from quart import Response, request
 
 from engine.errors import ValidationFailed
+from engine.parts import Parts
 from web import alert_core as core
 from web import markets
 from web import validation as v
-from web.context import State, WebContext
+from web.context import State
 from web.http import json_response, read_json
 from web.spec import COMPONENTS, STR, Param, Route, Schema, ok, page_of, problems, ref
 
@@ -52,7 +53,7 @@ class SeedBody(v.Body):
         return schema
 
 
-def seed_body(ctx: WebContext) -> SeedBody:
+def seed_body(ctx: Parts) -> SeedBody:
     """The canonical create rules, plus the seeds' names for the target and the symbol."""
     canonical = core.create_body(ctx)
     rules = {**canonical.required, **canonical.optional}
@@ -174,7 +175,7 @@ def _account_alias(accounts: Sequence[Route], path: str, canonical: str) -> Rout
     )
 
 
-def routes(ctx: WebContext, accounts: Sequence[Route]) -> list[Route]:
+def routes(ctx: Parts, accounts: Sequence[Route]) -> list[Route]:
     """The seed clients' routes; ``accounts`` are the canonical account routes (the seeds'
     register and login are aliases of theirs)."""
     body = seed_body(ctx)

@@ -20,7 +20,7 @@ from engine.errors import ValidationFailed
 from web import validation as v
 
 if TYPE_CHECKING:
-    from web.context import WebContext
+    from engine.parts import Parts
 
 DEFAULT_EXCHANGE = "binance"
 # A symbol as text; each exchange then reads its own spelling (``FeedRegistry.symbol_pattern``,
@@ -32,7 +32,7 @@ SYMBOL_TEXT = v.Text(
 )
 
 
-def alert_exchanges(ctx: WebContext) -> list[str]:
+def alert_exchanges(ctx: Parts) -> list[str]:
     """The exchanges an alert may name now (sorted): those some enabled feed provides."""
     registry = ctx.feeds
     names: set[str] = set()
@@ -49,7 +49,7 @@ def alert_exchanges(ctx: WebContext) -> list[str]:
     return sorted(names & set(registry.names()))
 
 
-def symbol_conditions(ctx: WebContext, fields: tuple[str, ...]) -> tuple[v.Schema, ...]:
+def symbol_conditions(ctx: Parts, fields: tuple[str, ...]) -> tuple[v.Schema, ...]:
     """The document's statement of "a symbol is spelt its exchange's way": for each exchange an
     alert may name, ``if exchange is E then each of fields matches E's pattern`` (and the
     default exchange's pattern when none is named; or ``exchange`` required when the default
@@ -76,7 +76,7 @@ def symbol_conditions(ctx: WebContext, fields: tuple[str, ...]) -> tuple[v.Schem
     return tuple(conditions)
 
 
-def exchange_rule(ctx: WebContext) -> v.Choice:
+def exchange_rule(ctx: Parts) -> v.Choice:
     """The rule of an ``exchange`` field or parameter (computed once: feeds are fixed)."""
     names = tuple(alert_exchanges(ctx))
     return v.Choice(
@@ -84,14 +84,14 @@ def exchange_rule(ctx: WebContext) -> v.Choice:
     )
 
 
-def price_exchange(ctx: WebContext) -> v.Choice:
+def price_exchange(ctx: Parts) -> v.Choice:
     """The rule of a price lookup's ``exchange``: any loaded exchange (prices are read-only, and
     a replayed recording may carry any exchange's ticks)."""
     names = tuple(ctx.feeds.names())
     return v.Choice(lambda: names, "a loaded exchange", "the exchange (default binance)")
 
 
-def exchange_of(ctx: WebContext, given: str | None) -> str:
+def exchange_of(ctx: Parts, given: str | None) -> str:
     """The exchange a request names, or the default; a 422 naming ``exchange`` when the default
     has no enabled feed."""
     if given is not None:
@@ -105,7 +105,7 @@ def exchange_of(ctx: WebContext, given: str | None) -> str:
     return DEFAULT_EXCHANGE
 
 
-def symbol_on(ctx: WebContext, exchange: str, text: str) -> str:
+def symbol_on(ctx: Parts, exchange: str, text: str) -> str:
     """``text`` spelt the way ``exchange`` spells symbols; a 422 naming ``symbol`` (with the
     exchange's reason) when it cannot be one of its symbols."""
     text = SYMBOL_TEXT.clean(text, "symbol")
@@ -121,7 +121,7 @@ def symbol_on(ctx: WebContext, exchange: str, text: str) -> str:
     return normal
 
 
-def spellings(ctx: WebContext, text: str, exchange: str | None = None) -> list[str]:
+def spellings(ctx: Parts, text: str, exchange: str | None = None) -> list[str]:
     """Every spelling ``text`` has on the exchanges an alert may name (for a filter given no
     exchange: ``sol-usdt`` is ``SOLUSDT`` on Binance and ``SOL-USDT`` on Coinbase), or on
     ``exchange`` alone when given. Empty when no exchange can spell it (no alert can have it); a

@@ -10,9 +10,10 @@ from quart import Response, request
 
 from engine.errors import NotFound, ValidationFailed
 from engine.model import Tick
+from engine.parts import Parts
 from web import markets
 from web import validation as v
-from web.context import State, WebContext
+from web.context import State
 from web.http import json_response, plain
 from web.spec import Param, Route, ok, problems, ref
 
@@ -68,7 +69,7 @@ def _spelling_only(symbol: str) -> bool:
     return True
 
 
-def routes(ctx: WebContext) -> list[Route]:
+def routes(ctx: Parts) -> list[Route]:
     return [
         Route(
             "GET",

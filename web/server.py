@@ -14,9 +14,10 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
+from engine.parts import Parts
 from web.app import create_app
 from web.auth import resolve_secret
-from web.context import WebContext, WebSettings
+from web.context import WebSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def bound_port(binds: list[str]) -> int:
 
 
 async def run_web(
-    ctx: WebContext,
+    ctx: Parts,
     *,
     settings: WebSettings | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
