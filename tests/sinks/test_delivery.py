@@ -295,7 +295,7 @@ async def test_two_engines_on_one_database_deliver_each_row_once(store: Store) -
             nursery.cancel_scope.cancel()
     ids = [n.id for n in one.delivered + two.delivered]
     assert sorted(ids) == list(range(1, 301))
-    assert one.delivered and two.delivered  # both took a share
+    # (which engine takes how many depends on timing: a claim takes up to 256 rows)
 
 
 async def test_shutdown_lets_deliveries_in_flight_finish_and_settles_them(store: Store) -> None:
