@@ -20,12 +20,14 @@ and the errors a plugin raises (:class:`BadFrame`, :class:`SubscriptionRejected`
 :class:`FeedClosed`; :class:`DeliveryFailed`, :class:`SinkUnavailable`, :class:`DeliveryRefused`,
 :class:`DestinationGone`; :class:`ConfigError` for a bad ``[feeds.<name>]`` option).
 
-Beside this face a plugin may use ``engine.feeds.parsing`` (the shared frame-reading helpers:
-exact JSON decoding, a handler per message type, exact prices and timestamps, ``edit_frame`` for
-tests) and, in its tests, ``engine.feeds.testing`` (the conformance kit). Nothing else of the
-engine: the import-linter contract ``plugins-use-the-contract`` in ``pyproject.toml`` holds the
-in-tree plugins to that. The registry that finds plugins (:mod:`engine.plugins.registry`) is the
-engine's side and not part of this face.
+A sink that writes for people takes its words from :mod:`engine.plugins.text` (``subject``,
+``text_body``, ``details``), as the built-in sinks do. Beside this face a plugin may use
+``engine.feeds.parsing`` (the shared frame-reading helpers: exact JSON decoding, a handler per
+message type, exact prices and timestamps, ``edit_frame`` for tests) and, in its tests,
+``engine.feeds.testing`` (the conformance kit). Nothing else of the engine: the import-linter
+contract ``plugins-use-the-contract`` in ``pyproject.toml`` holds the in-tree plugins to that. The
+registry that finds plugins (:mod:`engine.plugins.registry`) is the engine's side and not part of
+this face.
 
 Importing this package imports no WebSocket library: the exchange contract checks its URL with
 the pure :func:`engine.plugins.urls.split_ws_url`.

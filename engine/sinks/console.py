@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from engine.model import Notification
 from engine.plugins import Sink, hookimpl
-from engine.sinks.text import price
+from engine.plugins.text import price
 
 log = logging.getLogger("triggerbook.console")
 

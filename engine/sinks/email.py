@@ -3,7 +3,7 @@
 A fire reaches its owner at the account's own address (``note.destination is None``:
 ``note.data["email"]``) and at each extra address they confirmed (an ``email`` destination).
 The mail says it all in its subject (``BTCUSDT rose to 70,000.00 (above 70,000)``, from
-:mod:`engine.sinks.text`) and carries the details twice, as ``multipart/alternative``: a text
+:mod:`engine.plugins.text`) and carries the details twice, as ``multipart/alternative``: a text
 part and an HTML part in which every user text (an alert's name, a username) is escaped.
 
 ``Message-ID: <outbox-{note.message_id()}@{domain}>`` is the same on every retry of one outbox
@@ -50,7 +50,7 @@ import trio_asyncio
 from engine.errors import ConfigError, DeliveryFailed, DeliveryRefused, SinkUnavailable
 from engine.model import Notification
 from engine.plugins import Sink, hookimpl
-from engine.sinks.text import details, subject, text_body
+from engine.plugins.text import details, subject, text_body
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import trio_asyncio
 from engine.errors import ConfigError, DeliveryFailed, DeliveryRefused, SinkUnavailable
 from engine.model import Destination, Notification
 from engine.plugins.registry import load_registry
+from engine.plugins.text import text_body
 from engine.sinks.email import EmailSink, check_address, html_body
-from engine.sinks.text import text_body
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 DATA: dict[str, object] = {

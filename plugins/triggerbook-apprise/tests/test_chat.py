@@ -16,7 +16,7 @@ from triggerbook_apprise import ChatSink, triggerbook_sinks, urls
 from engine.errors import ConfigError, DeliveryFailed, DeliveryRefused
 from engine.model import Destination, Notification
 from engine.plugins.registry import load_registry
-from engine.sinks.text import subject
+from engine.plugins.text import subject
 
 if TYPE_CHECKING:
     from conftest import NtfyServer

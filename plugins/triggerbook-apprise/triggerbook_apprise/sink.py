@@ -3,7 +3,7 @@
 Users aim it with destinations of kind ``chat`` whose target is one Apprise URL
 (``POST /api/destinations {"kind": "chat", "target": "tgram://BOT_TOKEN/CHAT_ID"}``): Telegram,
 Slack, Discord, ntfy, Matrix, Mattermost, Pushover, Gotify and the rest of Apprise's 150+
-services. The message is the one every human-facing sink writes (``engine.sinks.text``): the
+services. The message is the one every human-facing sink writes (``engine.plugins.text``): the
 subject as the title, the details as the body::
 
     title: BTCUSDT rose to 70,000.10 (above 70,000)
@@ -66,7 +66,7 @@ from engine.plugins import (
     Notification,
     Sink,
 )
-from engine.sinks.text import subject, text_body
+from engine.plugins.text import subject, text_body
 from triggerbook_apprise import urls
 
 CACHE_MAX = 1024  # Apprise objects kept, least recently used dropped first

@@ -1,5 +1,6 @@
 """The words of a notification, shared by every sink that writes for people (console, email,
-chat): one subject line and a few lines of detail, exact to the last decimal.
+chat, a plugin's): one subject line and a few lines of detail, exact to the last decimal. Part of
+the plugin contract, so a sink plugin words a fire as the built-in sinks do.
 
 A price is shown as the exchange sent it, grouped by thousands (``70,000.00``): never through a
 float, so the digits a user reads are the digits that fired.
