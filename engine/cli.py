@@ -1,4 +1,5 @@
-"""The ``triggerbook`` command: run the engine, run the benchmarks, list plugins, manage users."""
+"""The ``triggerbook`` command: run the engine, run the benchmarks, list plugins, manage users,
+watch webhooks arrive."""
 
 from __future__ import annotations
 
@@ -102,6 +103,53 @@ def _plugins_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _webhooks_listen(args: argparse.Namespace) -> int:
+    """A local webhook receiver printing one block per request (engine/sinks/listen.py),
+    until interrupted."""
+    import signal
+    from functools import partial
+
+    import trio
+
+    from engine.sinks.listen import Listener, key_of
+
+    try:
+        key = key_of(args.secret) if args.secret else None
+    except ValueError as exc:
+        print(f"triggerbook: --secret: {exc}", file=sys.stderr)
+        return 1
+    listener = Listener(key=key, status=args.status, out=partial(print, flush=True))
+
+    async def main() -> int:
+        try:
+            listeners = await trio.open_tcp_listeners(args.port, host=args.host)
+        except OSError as exc:
+            print(f"triggerbook: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+        # Ctrl-C or a TERM stops it cleanly, as `plugins serve` does.
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                url = await nursery.start(listener.serve, listeners)
+                checked = (
+                    "verified with --secret" if key else "not checked: give --secret whsec_..."
+                )
+                print(f"listening for webhooks at {url} (signatures {checked})", flush=True)
+                print("deliver to it with [sinks.webhook] allow_private = true\n", flush=True)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+        return 0
+
+    return trio.run(main)
+
+
+def _http_status(text: str) -> int:
+    status = int(text)
+    if not 200 <= status <= 599:
+        raise argparse.ArgumentTypeError(f"{status} is not a final HTTP status (200 to 599)")
+    return status
+
+
 def _users_create(args: argparse.Namespace) -> int:
     from web.users import create_user_command
 
@@ -155,6 +203,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--pong", help="the answer to the plugin's heartbeat_frame(), if it has one")
     serve.set_defaults(func=_plugins_serve)
+
+    webhooks = sub.add_parser("webhooks", help="webhook tools")
+    webhooks_sub = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    listen = webhooks_sub.add_parser(
+        "listen",
+        help="a local webhook receiver that prints each request, to watch notifications arrive",
+        description="Serves HTTP/1.1 and prints one block per request: time, webhook-id, "
+        "webhook-timestamp, the JSON body and, with --secret, whether the Standard Webhooks "
+        "signature verifies (a request that does not verify, or is more than 5 minutes old, is "
+        "answered 401). Point a webhook destination at http://HOST:PORT/ and set "
+        "[sinks.webhook] allow_private = true. Ctrl-C stops it.",
+    )
+    listen.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    listen.add_argument(
+        "--port", type=int, default=9000, help="port (default 9000; 0: any free one)"
+    )
+    listen.add_argument(
+        "--secret", help="the destination's whsec_... secret: verify each request's signature"
+    )
+    listen.add_argument(
+        "--status",
+        type=_http_status,
+        default=204,
+        help="the answer to a request that verifies or is not checked (default 204; "
+        "500 shows the engine's retries)",
+    )
+    listen.set_defaults(func=_webhooks_listen)
 
     bench = sub.add_parser("bench", help="run a benchmark: book, store, feed or sinks")
     bench.add_argument("target", choices=["book", "store", "feed", "sinks"])
