@@ -49,8 +49,7 @@ def channel_kinds(ctx: Parts) -> tuple[str, ...]:
     (console, the account's email) or take destinations (webhook, email, chat). Also what an
     alert without ``channels`` notifies: every one of them (a destination kind reaching the
     owner's live, confirmed destinations of that kind, if any), as ``queries.RECORD_FIRES``."""
-    sinks = ctx.delivery.sinks
-    return tuple(sorted(n for n, s in sinks.items() if s.reaches_account or s.takes_destinations))
+    return ctx.delivery.kinds
 
 
 def channels_rule(ctx: Parts) -> v.Kinds:

@@ -331,6 +331,12 @@ class Delivery:
     ) -> None:
         self.sole_engine = sole_engine
         self.sinks = dict(sinks)
+        # The channels an alert may name, in name order: the sinks that reach the account or
+        # take destinations (fixed for the engine's life, so worked out once: every alert shown
+        # over the API names them).
+        self.kinds: tuple[str, ...] = tuple(
+            sorted(n for n, s in self.sinks.items() if s.reaches_account or s.takes_destinations)
+        )
         self.outbox = outbox
         self.metrics = metrics
         self.loops = {
