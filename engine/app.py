@@ -12,8 +12,23 @@ are built once, into one :class:`~engine.parts.Parts` that the web is handed.
       |  demand        |   +-- last prices --> web
       +----------------+-- commands <-- web (writes through the store first)
 
-Shutdown is cancellation: SIGINT or SIGTERM cancels the root scope; the fire recorder shields
-only its final flush, bounded by ``SHUTDOWN_GRACE_S``. A second signal ends the process at once.
+Shutdown is cancellation, in an order (SIGINT or SIGTERM cancels the engine's scope):
+
+1. The web stops taking creates: a new one gets 503 (``ShuttingDown``, ``Retry-After``) and is
+   not written (``CreateBatcher.stop_taking``).
+2. The web drains: hypercorn stops accepting, requests in flight get ``WebSettings.grace_s``;
+   the creates already queued are committed, sent to the book and answered 201.
+3. Only then is the back end cancelled: the book, the feeds, the symbol directory, the fire
+   recorder (which shields its final flush, bounded by its ``grace_s``) and the delivery loops.
+4. The store closes (an embedded server is stopped).
+
+The order is two cancel scopes: the back end runs inside a shielded scope (``back``) that the
+engine's cancellation does not reach, and the web runs outside it, so the cancellation reaches
+the web alone; when the web has stopped (drained, or failed) it cancels ``back``. An error in
+the back end ends its nursery, whose error then cancels the web (which drains the same way).
+So a create the web took is never refused because the book stopped first; should the book's
+channel be closed anyway, a committed create is still answered 201 (``web/batcher.py``).
+A second signal ends the process once the (bounded) drains are done.
 """
 
 from __future__ import annotations
@@ -44,7 +59,6 @@ from web.server import run_web  # the root starts the web (the engine-below-web 
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_S = 10.0
 TICK_BUFFER = 4096  # a burst of frames; feeds wait (back-pressure) beyond it
 COMMAND_BUFFER = 1024
 FIRE_BUFFER = 4096
@@ -100,42 +114,61 @@ async def run_engine(
         parts = assemble(config, store, book, commands_send, feeds, metrics, quarantine)
         settle_heap()
 
-        async with trio.open_nursery() as nursery:
-            await nursery.start(parts.delivery.run)
-            await nursery.start(
-                partial(run_fire_recorder, committed=parts.delivery.wake),
-                store,
-                fires_recv,
-                parts.delivery.fire_channels(),
-                metrics,
-                quarantine,
-            )
-            await nursery.start(
-                run_book,
-                book,
-                ticks_recv,
-                commands_recv,
-                fires_send,
-                parts.prices,
-                parts.demand,
-                metrics,
-                quarantine,
-            )
-            # The stored symbol lists are loaded before it reports started (no network wait);
-            # the feeds subscribe only what the lists allow, the web refuses unlisted symbols.
-            await nursery.start(run_symbol_directory, parts.symbols, store)
-            await nursery.start(
-                partial(run_feeds, directory=parts.symbols),
-                config,
-                feeds,
-                ticks_send,
-                parts.demand,
-                parts.feed_states,
-                metrics,
-            )
-            http_port = await nursery.start(run_web, parts)
-            log.info("triggerbook ready on http://%s:%d", config.http.host, http_port)
-            task_status.started(Engine(parts, http_port))
+        # The back end runs in ``back``, shielded: the engine's cancellation lands on the web
+        # alone (in ``front``), which cancels ``back`` once it has stopped (module docstring).
+        back = trio.CancelScope(shield=True)
+        async with trio.open_nursery() as front:
+            with back:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(parts.delivery.run)
+                    await nursery.start(
+                        partial(run_fire_recorder, committed=parts.delivery.wake),
+                        store,
+                        fires_recv,
+                        parts.delivery.fire_channels(),
+                        metrics,
+                        quarantine,
+                    )
+                    await nursery.start(
+                        run_book,
+                        book,
+                        ticks_recv,
+                        commands_recv,
+                        fires_send,
+                        parts.prices,
+                        parts.demand,
+                        metrics,
+                        quarantine,
+                    )
+                    # The stored symbol lists are loaded before it reports started (no network
+                    # wait); the feeds subscribe only what the lists allow, the web refuses
+                    # unlisted symbols.
+                    await nursery.start(run_symbol_directory, parts.symbols, store)
+                    await nursery.start(
+                        partial(run_feeds, directory=parts.symbols),
+                        config,
+                        feeds,
+                        ticks_send,
+                        parts.demand,
+                        parts.feed_states,
+                        metrics,
+                    )
+                    http_port = await front.start(run_front, parts, back)
+                    log.info("triggerbook ready on http://%s:%d", config.http.host, http_port)
+                    task_status.started(Engine(parts, http_port))
+
+
+async def run_front(
+    parts: Parts, back: trio.CancelScope, *, task_status: trio.TaskStatus[int]
+) -> None:
+    """Serve the web, then cancel ``back``: however the web ends (its drain done after the
+    engine was cancelled, or an error), the back end stops after it, never before. Until it
+    has started it runs in its starter's scope (``back``, shielded), so a signal during the
+    start does not cut the start short; it then drains at once."""
+    try:
+        await run_web(parts, task_status=task_status)
+    finally:
+        back.cancel()
 
 
 def assemble(
@@ -196,10 +229,12 @@ async def load_book(store: Store, quarantine: Quarantine) -> TriggerBook:
 
 
 async def serve(config: Config, feeds: FeedRegistry) -> None:
-    """Run the engine until SIGINT or SIGTERM, then shut it down within the grace deadline.
+    """Run the engine until SIGINT or SIGTERM, then shut it down in order (module docstring).
 
-    The first signal cancels the engine (the fire recorder's final flush is shielded and bounded
-    by ``SHUTDOWN_GRACE_S``); a second one raises ``KeyboardInterrupt`` to end at once.
+    The first signal cancels the engine: the web stops taking creates and drains (at most
+    ``WebSettings.grace_s`` + 1 s), then the back end stops (the fire recorder's final flush at
+    most its ``grace_s``). A second one raises ``KeyboardInterrupt``, which ends the process as
+    soon as those bounded, shielded drains are over.
     """
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

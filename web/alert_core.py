@@ -27,7 +27,7 @@ from web import validation as v
 from web.batcher import Row
 from web.context import State
 from web.http import page_links, plain
-from web.spec import Param
+from web.spec import PROBLEM, Param, ref
 
 CREATE = "AlertCreate"
 LEGACY_SYMBOL = "BTCUSDT"  # the historic clients tracked BTC only and sent no symbol
@@ -39,6 +39,15 @@ DIRECTION = v.Choice(
     "last price (target >= last: above)",
 )
 STATUS_RULE = v.Choice(lambda: tuple(s.value for s in AlertStatus), "an alert status")
+# A create's own 503 (both create routes document it): the database away, or the engine stopping.
+CREATE_UNAVAILABLE = {
+    503: (
+        "the database is unavailable, or the server is shutting down (`type` ends "
+        "`shutting-down`, with Retry-After): no alert was written, the create may be sent again",
+        ref("Problem"),
+        PROBLEM,
+    )
+}
 # Pages reach this deep and no further: offsets stay small, so every page (filtered or not) costs
 # a few milliseconds whatever the owner has; a longer list is narrowed with a filter.
 MAX_PAGE = max(1, limits.MAX_LIST_OFFSET // v.PAGE_SIZE_MAX + 1)
@@ -151,7 +160,11 @@ async def parse_create(state: State, user_id: int, fields: dict[str, Any]) -> Ro
 
 async def write_create(state: State, row: Row) -> Alert:
     """Commit the alert (with whatever other creates are in flight, web/batcher.py), then it is
-    in the book. Shielded: a client that hangs up cannot split the pair."""
+    in the book. Shielded: a client that hangs up cannot split the pair.
+
+    Raises :class:`ShuttingDown` (503, nothing written) once the web has stopped taking
+    creates (the engine's shutdown, ``engine/app.py``). A committed alert is returned (a 201)
+    even if the book has stopped meanwhile: it is loaded into the book at the next start."""
     with trio.CancelScope(shield=True):
         return await state.creates.create(*row)
 

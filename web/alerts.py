@@ -47,6 +47,7 @@ async def list_alerts(state: State, user_id: int) -> Response:
 _CREATE_RESPONSES = {
     **ok(201, "the alert, committed and in the book", ref("Alert")),
     **problems(400, 401, 409, 413, 415, 422),
+    **core.CREATE_UNAVAILABLE,
 }
 _ONE = {**ok(200, "the alert", ref("Alert")), **problems(401, 404)}
 _DELETE = {**ok(200, "deleted (or already fired/deleted)", ref("Deleted")), **problems(401, 404)}

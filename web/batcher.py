@@ -21,11 +21,21 @@ the batch, which re-raises it: a 503, or a logged 500.
 
 Cancellation: a batch and its follow-up (the book sends) run shielded (a committed alert must
 reach the book). A caller that is cancelled while waiting loses only its answer. Cancelling
-:meth:`Batcher.run` fails the requests still queued with :class:`StoreUnavailable`.
+:meth:`Batcher.run` fails the requests still queued with :class:`ShuttingDown` (503, nothing
+written).
+
+Shutdown (the order is ``engine/app.py``'s): :meth:`Batcher.stop_taking` is the web's first
+step; from then on a create gets :class:`ShuttingDown` (503 with ``Retry-After``) without being
+written, while those already queued are still committed and answered. A committed alert is
+never answered with an error because the book is gone: the book is told on the way
+(``to_book``), and if its command channel is already closed (the book stopped first, which the
+engine's order avoids) the alert is still answered 201; it is ``created`` in the database, so
+the next start loads it into the book.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -34,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import trio
 
 from engine.config import LimitsConfig
-from engine.errors import LimitReached, StoreRefused, StoreUnavailable, Unauthorized
+from engine.errors import LimitReached, ShuttingDown, StoreRefused, Unauthorized
 from engine.model import AddTrigger, Alert, BookCommand, Direction
 from engine.store.store import Refusal
 
@@ -44,6 +54,8 @@ if TYPE_CHECKING:
 # (owner, exchange, symbol, target, direction, name, channels: None for the defaults)
 Row = tuple[int, str, str, Decimal, Direction, str, tuple[str, ...] | None]
 Page = tuple[int, list[Alert]]
+log = logging.getLogger(__name__)
+
 MAX_BATCH = 256
 QUEUE_SIZE = 1024
 Item = TypeVar("Item")
@@ -79,16 +91,22 @@ class Batcher(Generic[Item, Result]):
 
     async def submit(self, item: Item) -> Result:
         """``item``'s result. Raises what the store call raised for it, and
-        :class:`StoreUnavailable` when the batcher has stopped."""
+        :class:`ShuttingDown` when the batcher has stopped taking items (nothing is run)."""
         pending: _Pending[Item, Result] = _Pending(item)
         try:
             await self._send.send(pending)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise StoreUnavailable("the server is shutting down") from None
+            raise ShuttingDown() from None
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return pending.result  # type: ignore[return-value]  # set with done when no error
+
+    def stop_taking(self) -> None:
+        """Refuse new items from now on (:class:`ShuttingDown`, also for a caller waiting for
+        room in a full queue); the items already queued still run. :meth:`run` returns once they
+        have. Idempotent."""
+        self._send.close()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run batches until cancelled; then fail whatever is still queued."""
@@ -99,7 +117,7 @@ class Batcher(Generic[Item, Result]):
                 while len(batch) < self._max_batch:
                     try:
                         batch.append(self._receive.receive_nowait())
-                    except trio.WouldBlock:
+                    except (trio.WouldBlock, trio.EndOfChannel):  # EndOfChannel: stop_taking
                         break
                 with trio.CancelScope(shield=True):
                     await self._run(batch)
@@ -110,7 +128,7 @@ class Batcher(Generic[Item, Result]):
                     left = self._receive.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
-                left.error = StoreUnavailable("the server is shutting down")
+                left.error = ShuttingDown()
                 left.done.set()
 
     async def _run(self, batch: list[_Pending[Item, Result]]) -> None:
@@ -167,7 +185,16 @@ class CreateBatcher(Batcher[Row, Alert]):
         refusals = _refusal_errors(limits)
 
         async def to_book(alert: Alert) -> None:
-            await commands.send(AddTrigger(alert.trigger()))
+            try:
+                await commands.send(AddTrigger(alert.trigger()))
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                # The book is stopping. The row is committed, so the answer is still the
+                # alert (a 201, never an error a client would retry into a duplicate); the
+                # next start loads it, ``created``, into the book.
+                log.info(
+                    "alert %d committed as the book stopped: in the book from the next start",
+                    alert.id,
+                )
 
         async def write(rows: Sequence[Row]) -> list[Alert | Exception]:
             written = await store.create_alerts(
@@ -194,8 +221,10 @@ class CreateBatcher(Batcher[Row, Alert]):
         (a token outliving its account), :class:`LimitReached` when the owner is at a per-user
         limit (``field`` None for live alerts, ``"symbol"`` for distinct symbols; nothing is
         written), :class:`StoreRefused` for a value the database cannot hold. Raises
-        :class:`StoreUnavailable` when the database cannot be reached or the batcher has
-        stopped, and whatever else the batch's store call raised.
+        :class:`StoreUnavailable` when the database cannot be reached (:class:`ShuttingDown`
+        when the batcher has stopped taking creates: nothing written), and whatever else the
+        batch's store call raised. Once its row is committed the alert is returned, even when
+        the book has stopped (see the module docstring).
         """
         return await self.submit(
             (owner_id, exchange, symbol, target_price, direction, name, channels)

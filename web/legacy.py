@@ -159,6 +159,7 @@ def components() -> dict[str, Schema]:
 _CREATED = {
     **ok(201, "the alert, committed and in the book", ref("SeedAlert")),
     **problems(400, 401, 409, 413, 415, 422),
+    **core.CREATE_UNAVAILABLE,
 }
 _GONE = {**ok(204, "deleted (or already fired/deleted)", None), **problems(401, 404)}
 _LISTED = {**ok(200, "a page of alerts, newest first", ref("SeedAlertList")), **problems(401, 422)}

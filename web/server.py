@@ -85,5 +85,6 @@ async def run_web(
         try:
             await trio.sleep_forever()
         finally:
+            state.creates.stop_taking()  # first: new creates get 503, queued ones still commit
             shutdown.set()
             serve_scope.deadline = trio.current_time() + settings.grace_s + 1.0

@@ -12,7 +12,13 @@ import trio
 import trio.testing
 
 from engine.config import LimitsConfig
-from engine.errors import LimitReached, StoreRefused, StoreUnavailable, Unauthorized
+from engine.errors import (
+    LimitReached,
+    ShuttingDown,
+    StoreRefused,
+    StoreUnavailable,
+    Unauthorized,
+)
 from engine.model import AddTrigger, BookCommand, Direction
 from web.batcher import CreateBatcher
 
@@ -307,7 +313,10 @@ async def test_concurrent_lists_share_a_read_and_match_the_store(store: Any) -> 
             assert result == await store.list_alerts(owners[i % 4], limit=3, offset=i % 3)
 
 
-async def test_a_book_that_is_gone_fails_the_request_not_the_batcher(store: Any) -> None:
+async def test_a_book_that_is_gone_still_answers_the_committed_alert(store: Any) -> None:
+    # The book stopped (its command channel closed) while the web still takes creates: a
+    # committed row is answered with its alert (a 201, never a 500 a client would retry into a
+    # duplicate); it is ``created``, so the next start loads it into the book.
     with trio.fail_after(30):
         owner = await _owner(store, "dora")
         send, receive = trio.open_memory_channel[BookCommand](10)
@@ -315,13 +324,45 @@ async def test_a_book_that_is_gone_fails_the_request_not_the_batcher(store: Any)
         async with trio.open_nursery() as nursery:
             await nursery.start(batcher.run)
             await receive.aclose()  # the book stopped listening
-            with pytest.raises(trio.BrokenResourceError):
-                await batcher.create(owner, "binance", "BTCUSDT", Decimal("1"), Direction.ABOVE)
-            with pytest.raises(trio.BrokenResourceError):  # the batcher still answers
-                await batcher.create(owner, "binance", "BTCUSDT", Decimal("2"), Direction.ABOVE)
+            first = await batcher.create(owner, "binance", "BTCUSDT", Decimal("1"), Direction.ABOVE)
+            send.close()  # the sender's side closed too: ClosedResourceError, same answer
+            second = await batcher.create(
+                owner, "binance", "BTCUSDT", Decimal("2"), Direction.ABOVE
+            )
             nursery.cancel_scope.cancel()
-        count, _ = await store.list_alerts(owner)
-        assert count == 2  # committed, as a create whose book send failed always was
+        count, alerts = await store.list_alerts(owner)
+        assert count == 2
+        assert {a.id for a in alerts} == {first.id, second.id}
+        assert len(await store.load_live_triggers()) == 2  # loaded at the next start
+
+
+async def test_stop_taking_refuses_new_creates_and_commits_the_queued_ones(store: Any) -> None:
+    with trio.fail_after(30):
+        owner = await _owner(store, "erin")
+        send, receive = trio.open_memory_channel[BookCommand](10)
+        batcher = CreateBatcher(store, send)
+        made: list[int] = []
+
+        async def create(price: int) -> None:
+            alert = await batcher.create(
+                owner, "binance", "ETHUSDT", Decimal(price), Direction.ABOVE
+            )
+            made.append(alert.id)
+
+        async with trio.open_nursery() as nursery:
+            for price in range(1, 4):
+                nursery.start_soon(create, price)
+            await trio.testing.wait_all_tasks_blocked()  # three queued, none run yet
+            batcher.stop_taking()
+            batcher.stop_taking()  # idempotent
+            with pytest.raises(ShuttingDown) as refused:
+                await batcher.create(owner, "binance", "ETHUSDT", Decimal(9), Direction.ABOVE)
+            assert refused.value.retry_after > 0
+            await batcher.run()  # runs what was queued, then returns by itself
+        assert len(made) == 3
+        assert [c.trigger.id for c in _drain(receive)] == sorted(made)  # type: ignore[union-attr]
+        count, alerts = await store.list_alerts(owner)
+        assert count == 3 and {a.id for a in alerts} == set(made)
 
 
 async def test_a_page_asked_for_twice_in_one_batch_is_read_once_and_answered_to_each(
