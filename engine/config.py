@@ -29,7 +29,13 @@ DEFAULT_PATH = Path("config.toml")
 CORE_SCHEMA: Mapping[str, Mapping[str, Any]] = {
     "http": {"host": "127.0.0.1", "port": 8000},
     "database": {"url": "", "data_dir": "var/pg", "start_timeout_s": 30.0},
-    "auth": {"secret": "", "access_ttl_s": 900, "refresh_ttl_s": 604800},
+    "auth": {
+        "secret": "",
+        "access_ttl_s": 900,
+        "refresh_ttl_s": 604800,
+        "register_per_hour": 20,
+        "register_global_per_hour": 1000,
+    },
     "limits": {"max_live_alerts": 1000, "max_symbols": 100},
     "delivery": {"retry_base_s": 5.0, "retry_cap_s": 21600.0},
 }
@@ -56,9 +62,14 @@ class DatabaseConfig:
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
+    """Token lifetimes and the signing secret; registrations admitted per client address and
+    in all within an hour (past either: 429 with ``Retry-After``, ``web/auth.py``)."""
+
     secret: str
     access_ttl_s: int
     refresh_ttl_s: int
+    register_per_hour: int = 20
+    register_global_per_hour: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +169,7 @@ def load_config(
             data_dir=Path(merged["database"]["data_dir"]),
             start_timeout_s=merged["database"]["start_timeout_s"],
         ),
-        auth=AuthConfig(**merged["auth"]),
+        auth=_auth(merged["auth"], source),
         limits=_limits(merged["limits"], source),
         delivery=_delivery(merged["delivery"], source),
         feeds=_group(frozen, "feeds"),
@@ -166,6 +177,13 @@ def load_config(
         source=source,
         raw=MappingProxyType(frozen),
     )
+
+
+def _auth(table: Mapping[str, Any], source: str) -> AuthConfig:
+    for key in ("register_per_hour", "register_global_per_hour"):
+        if table[key] < 1:
+            raise ConfigError(f"{source}: [auth] {key} must be at least 1, got {table[key]}")
+    return AuthConfig(**table)
 
 
 def _limits(table: Mapping[str, Any], source: str) -> LimitsConfig:

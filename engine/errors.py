@@ -8,7 +8,6 @@
     |   +-- PriceOutOfRange           a target the book cannot hold exactly; a tick price not finite
     +-- StoreError                    the database failed us
     |   +-- StoreUnavailable          unreachable, gone, not started, a URL that cannot work (503)
-    |   |   +-- ShuttingDown          a create refused (not written) as the server stops (503)
     |   +-- MigrationError            a migration failed or changed; the engine does not start
     |   +-- Conflict                  a unique value is taken: a username on register (409)
     |   +-- StoreRefused              the database refused a value (data or constraint error)
@@ -26,7 +25,8 @@
         +-- ValidationFailed          a field is missing or invalid (422, names the field)
         +-- NotFound                  no such resource, or not yours (404)
         +-- Unauthorized              missing, invalid or expired credentials; a bad login (401)
-        +-- RateLimited               too many failed logins (429, carries retry_after)
+        +-- RateLimited               too many logins or registrations (429, carries retry_after)
+        +-- Overloaded                the password hashing queue is full (503, carries retry_after)
         +-- MalformedRequest          a body that is empty, not JSON or not one JSON object (400)
         +-- PayloadTooLarge           a request body over the cap (413)
         +-- UnsupportedMediaType      a body that is not application/json (415)
@@ -100,18 +100,6 @@ class StoreUnavailable(StoreError):
     Also raised at once, never retried, for a URL that cannot work (malformed, an unknown
     database or role, a wrong password); the message names the URL without its password.
     """
-
-
-class ShuttingDown(StoreUnavailable):
-    """Raised by the web's create batcher (``web/batcher.py``) for a create that came once the
-    server had stopped taking creates (the first step of the engine's shutdown,
-    ``engine/app.py``), or that was still queued when the batcher stopped: nothing of it was
-    written, so the client may send it again, to this server once it is back or to another
-    (503 with ``Retry-After``: ``retry_after`` whole seconds)."""
-
-    def __init__(self, detail: str = "the server is shutting down", retry_after: int = 5) -> None:
-        self.retry_after = retry_after
-        super().__init__(detail)
 
 
 class MigrationError(StoreError):
@@ -259,8 +247,19 @@ class Unauthorized(ApiError):
 
 
 class RateLimited(ApiError):
-    """Raised when a client is at its limit of failed login attempts; ``retry_after`` is in
-    whole seconds."""
+    """Raised when a client is at its limit of login attempts (``web.auth.LoginGuard``: failed
+    ones, or one already in flight for the username) or of registrations
+    (``web.auth.RegistrationLimiter``); ``retry_after`` is in whole seconds."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+
+class Overloaded(ApiError):
+    """Raised by ``web.auth.PasswordHasher`` when its queue of hashes waiting for a thread is
+    full (for a registration: its share of it), before any hashing: the server is busy, not
+    the client wrong (503). ``retry_after`` is in whole seconds."""
 
     def __init__(self, detail: str, retry_after: int) -> None:
         self.retry_after = retry_after

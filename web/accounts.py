@@ -1,7 +1,11 @@
 """Accounts: register, login, refresh, who am I, and the staff-only user list.
 
-Failed logins are limited per username and per client address (429 with ``Retry-After``); the
-limit is checked before bcrypt runs, so a locked account costs no CPU. Listing users needs the
+A login attempt is counted before bcrypt runs, with one in flight per username, and limited per
+(username, address) pair, per username and per address in distinct usernames (429 with
+``Retry-After``; the keys are explained in ``web/auth.py``), so a refused attempt costs no
+CPU. A registration is counted per address and in all (429), and the username is looked up
+before the password is hashed (409 without bcrypt). Hashing that would wait past the hasher's
+queue is refused with 503 and ``Retry-After`` (``Overloaded``). Listing users needs the
 staff flag (set with ``triggerbook users create --staff``); others get 403 there: the route, not
 an object, is off limits, so nothing leaks by saying so.
 """
@@ -12,7 +16,7 @@ from typing import Any
 
 from quart import Response, request
 
-from engine.errors import Forbidden, Unauthorized
+from engine.errors import Conflict, Forbidden, Overloaded, StoreUnavailable, Unauthorized
 from engine.model import User
 from web import validation as v
 from web.auth import ACCESS, REFRESH
@@ -37,10 +41,24 @@ REFRESH_BODY = v.Body("RefreshRequest", {"refresh": v.Secret(4096)})
 
 
 async def register(state: State, user_id: None) -> Response:
-    """Create an account; 409 when the username is taken (case-insensitively)."""
+    """Create an account; 409 when the username is taken (case-insensitively).
+
+    Raises :class:`RateLimited` past the address's or everyone's registrations per hour,
+    :class:`Conflict` for a taken username (looked up before hashing; the store's unique index
+    still decides a race), :class:`Overloaded` when the hasher's registration share is full
+    (the registration is then not counted).
+    """
     fields = REGISTER.clean(await read_json(state.settings.max_body))
     username, password, email = fields["username"], fields["password"], fields["email"]
-    digest = await state.hasher.hash(password)
+    address = _client_address()
+    state.registrations.admit(address)
+    try:
+        if await state.ctx.store.get_user_by_username(username) is not None:
+            raise Conflict(f"the username {username!r} is taken")
+        digest = await state.hasher.hash(password)
+    except (Overloaded, StoreUnavailable):
+        state.registrations.undo(address)
+        raise
     user = await state.ctx.store.create_user(username, email, digest)
     return json_response(
         state, {"id": user.id, "username": user.username, "email": user.email}, 201
@@ -54,21 +72,19 @@ def _client_address() -> str:
 async def login(state: State, user_id: None) -> Response:
     """Access and refresh tokens for a username and password.
 
-    Raises :class:`RateLimited` when the username or the address has too many recent failures
-    and :class:`Unauthorized` for a wrong username or password (one message for both).
+    Raises :class:`RateLimited` when a login for the username is in flight or a limit of
+    ``state.logins`` is reached, :class:`Overloaded` when the hasher's queue is full, and
+    :class:`Unauthorized` for a wrong username or password (one message for both).
     """
     fields = LOGIN.clean(await read_json(state.settings.max_body))
     username, password = fields["username"], fields["password"]
-    user_key, address_key = f"user:{username.lower()}", f"addr:{_client_address()}"
-    state.by_user.check(user_key)
-    state.by_address.check(address_key)
-    user = await state.ctx.store.get_user_by_username(username)
-    matched = await state.hasher.check(password, None if user is None else user.password_hash)
-    if user is None or not matched:
-        state.by_user.fail(user_key)
-        state.by_address.fail(address_key)
-        raise Unauthorized("wrong username or password")
-    state.by_user.reset(user_key)
+    with state.logins.attempt(username, _client_address()) as attempt:
+        user = await state.ctx.store.get_user_by_username(username)
+        hashed = None if user is None else user.password_hash
+        matched = await state.hasher.check(password, hashed)
+        if user is None or not matched:
+            raise Unauthorized("wrong username or password")
+        attempt.succeeded = True
     return json_response(
         state,
         {
@@ -123,7 +139,7 @@ async def list_users(state: State, user_id: int) -> Response:
 
 _REGISTER = {
     **ok(201, "the new account", ref("NewUser")),
-    **problems(400, 409, 413, 415, 422),
+    **problems(400, 409, 413, 415, 422, 429),
 }
 _LOGIN = {**ok(200, "tokens", ref("Tokens")), **problems(400, 401, 413, 415, 422, 429)}
 _REFRESH = {

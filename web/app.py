@@ -30,7 +30,14 @@ from werkzeug.routing import IntegerConverter, Map
 from engine.errors import ApiError, Conflict, StoreUnavailable
 from engine.parts import Parts
 from web import accounts, alerts, destinations, legacy, ops, prices
-from web.auth import ACCESS, AttemptLimiter, PasswordHasher, TokenCodec, bearer_token
+from web.auth import (
+    ACCESS,
+    LoginGuard,
+    PasswordHasher,
+    RegistrationLimiter,
+    TokenCodec,
+    bearer_token,
+)
 from web.batcher import CreateBatcher, ListBatcher
 from web.context import State, WebSettings
 from web.fastlane import ASGIApp, FastLane
@@ -154,9 +161,16 @@ def create_app(ctx: Parts, secret: str, settings: WebSettings | None = None) -> 
         ctx=ctx,
         settings=settings,
         tokens=TokenCodec(secret, ctx.config.auth.access_ttl_s, ctx.config.auth.refresh_ttl_s),
-        hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads),
-        by_user=AttemptLimiter(settings.login_per_user, settings.login_window_s),
-        by_address=AttemptLimiter(settings.login_per_address, settings.login_window_s),
+        hasher=PasswordHasher(settings.bcrypt_rounds, settings.bcrypt_threads, settings.hash_queue),
+        logins=LoginGuard(
+            settings.login_per_user,
+            settings.login_per_username,
+            settings.login_per_address,
+            settings.login_window_s,
+        ),
+        registrations=RegistrationLimiter(
+            ctx.config.auth.register_per_hour, ctx.config.auth.register_global_per_hour
+        ),
         creates=CreateBatcher(ctx.store, ctx.commands, limits=ctx.config.limits),
         lists=ListBatcher(ctx.store),
     )

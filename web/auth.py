@@ -1,21 +1,51 @@
-"""Credentials: JWT access and refresh tokens, bcrypt password hashes, login attempt limits.
+"""Credentials: JWT access and refresh tokens, bcrypt password hashes, login and registration
+limits.
 
 Tokens are HS256 JWTs and only HS256 is accepted (``alg: none`` and every other algorithm are
 refused before the signature is looked at). A ``typ`` claim separates access from refresh
-tokens, so neither is ever accepted in place of the other. bcrypt runs in worker threads under a
-:class:`trio.CapacityLimiter`: a hash takes ~0.25 s of CPU that must never block the Trio loop.
+tokens, so neither is ever accepted in place of the other.
+
+bcrypt runs in worker threads under a :class:`trio.CapacityLimiter`: a hash takes ~0.25 s of CPU
+that must never block the Trio loop, and it is what an attacker without an account can make us
+spend, so every path to it is bounded (issue 15):
+
+- :class:`PasswordHasher` admits at most ``queue`` hashes waiting for a thread; past it the
+  request is refused at once with :class:`Overloaded` (503 with ``Retry-After``), never queued
+  without end. Registrations are second class: they hash on at most half the threads (at least
+  one) and may fill at most half the queue, so logins of real users keep threads and places
+  of their own during a registration flood.
+- :class:`LoginGuard` counts a login attempt *before* hashing it (a success takes it back), and
+  lets one attempt per username be in flight: a concurrent second one is refused at once (429,
+  ``Retry-After: 1``) without hashing. Its keys are chosen so that nobody can lock out someone
+  else:
+
+  * ``(username, address)``: ``per_pair`` failures lock this username *from this address*
+    only. This is the lock-out a guesser meets; the real user at another address is not
+    affected by it.
+  * ``username``: ``per_username`` failures from all addresses together, much higher than
+    ``per_pair``: one address can add at most ``per_pair`` of them per window, so locking a
+    username for everyone takes ``per_username / per_pair`` addresses.
+  * ``address``: at most ``per_address`` *distinct usernames* with failures per window (a
+    guesser trying many accounts). A user mistyping their own password counts once however
+    often they fail (their pair locks first), so the other users behind the same NAT keep
+    logging in.
+
+- :class:`RegistrationLimiter` counts registrations per address and in all, within an hour,
+  before the username is looked up or anything is hashed (429 with ``Retry-After``).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import secrets
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +55,7 @@ import jwt
 import trio
 
 from engine.config import Config
-from engine.errors import RateLimited, Unauthorized
+from engine.errors import Overloaded, RateLimited, StoreUnavailable, Unauthorized
 
 ALGORITHM = "HS256"
 ACCESS = "access"
@@ -142,27 +172,46 @@ class PasswordHasher:
     unknown user still hashes (against a dummy hash) so timing does not reveal which usernames
     exist. Hashes made before the SHA-256 step (plain bcrypt, no ``sha256$`` prefix) still
     verify against the password's own bytes.
+
+    At most ``queue`` hashes wait for a thread (default ``4 * threads``); one more raises
+    :class:`Overloaded` at once. ``hash`` (registrations, the ``users`` command) is the lesser
+    class: at most ``register_threads`` (half the threads, at least one) of them run at a time
+    and at most ``register_threads + queue // 2`` are admitted, so ``check`` (logins) always has
+    threads and queue places that registrations cannot take. ``hashes`` counts bcrypt runs.
     """
 
-    def __init__(self, rounds: int = 12, threads: int = 2) -> None:
+    def __init__(self, rounds: int = 12, threads: int = 2, queue: int | None = None) -> None:
         self.rounds = rounds
+        self.threads = threads
+        self.queue = 4 * threads if queue is None else queue
         self.limiter = trio.CapacityLimiter(threads)
+        self.register_threads = max(1, threads // 2)
+        self._register_limiter = trio.CapacityLimiter(self.register_threads)
+        self.capacity = threads + self.queue  # admitted at once: running and waiting
+        self.register_capacity = self.register_threads + self.queue // 2
+        self.admitted = 0
+        self.registering = 0
+        self.hashes = 0
+        self._seconds = 0.0  # a recent hash's duration, for Retry-After
         self._dummy: bytes | None = None  # made on first need, in a thread
 
     async def hash(self, password: str) -> str:
-        """The stored hash of ``password``: ``sha256$`` and bcrypt's output (in a thread)."""
-        salt = bcrypt.gensalt(self.rounds)
-        digest = await trio.to_thread.run_sync(
-            bcrypt.hashpw, _prehash(password), salt, limiter=self.limiter
-        )
-        return PREHASHED + digest.decode("ascii")
+        """The stored hash of ``password``: ``sha256$`` and bcrypt's output (in a thread).
+
+        Raises :class:`Overloaded` when the registrations' share of the queue is full.
+        """
+        return await self._hash(password, registering=True)
 
     async def check(self, password: str, hashed: str | None) -> bool:
-        """Whether ``password`` matches ``hashed``; ``None`` (no such user) is always False."""
+        """Whether ``password`` matches ``hashed``; ``None`` (no such user) is always False.
+
+        Raises :class:`Overloaded` when the queue is full.
+        """
         secret = _prehash(password)
         if hashed is None:
             if self._dummy is None:
-                self._dummy = (await self.hash("not-a-password")).encode("ascii")
+                made = await self._hash("not-a-password", registering=False)
+                self._dummy = made.encode("ascii")
             target = self._dummy.removeprefix(PREHASHED.encode("ascii"))
         elif hashed.startswith(PREHASHED):
             target = hashed.removeprefix(PREHASHED).encode("ascii")
@@ -170,24 +219,64 @@ class PasswordHasher:
             target = hashed.encode("ascii")
             raw = password.encode("utf-8", "surrogatepass")
             secret = raw if len(raw) <= 72 else b""  # longer was never accepted: cannot match
-        ok = await trio.to_thread.run_sync(bcrypt.checkpw, secret, target, limiter=self.limiter)
+        ok = await self._run(bcrypt.checkpw, secret, target, registering=False)
         return bool(ok) and hashed is not None
+
+    async def _hash(self, password: str, *, registering: bool) -> str:
+        salt = bcrypt.gensalt(self.rounds)
+        digest = await self._run(bcrypt.hashpw, _prehash(password), salt, registering=registering)
+        return PREHASHED + digest.decode("ascii")
+
+    def retry_after(self) -> int:
+        """Whole seconds until the hashes admitted now should be done (1 to 60)."""
+        estimate = self._seconds * self.admitted / max(1, self.threads)
+        return min(60, max(1, math.ceil(estimate)))
+
+    async def _run(self, fn: Callable[..., Any], *args: Any, registering: bool) -> Any:
+        full = self.admitted >= self.capacity
+        if full or (registering and self.registering >= self.register_capacity):
+            raise Overloaded(
+                "the server is busy checking passwords; try again shortly", self.retry_after()
+            )
+        self.admitted += 1
+        self.registering += registering
+        try:
+            if registering:
+                async with self._register_limiter:
+                    return await self._thread(fn, *args)
+            return await self._thread(fn, *args)
+        finally:
+            self.admitted -= 1
+            self.registering -= registering
+
+    async def _thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        result, seconds = await trio.to_thread.run_sync(_timed, fn, *args, limiter=self.limiter)
+        self.hashes += 1
+        self._seconds = seconds
+        return result
+
+
+def _timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - started
 
 
 @dataclass
 class AttemptLimiter:
-    """At most ``limit`` failures per key within a sliding ``window_s``.
+    """At most ``limit`` counted attempts per key within a sliding ``window_s``.
 
-    Keys are a username or a client address. Memory stays bounded: a key's record disappears
-    once its failures leave the window, and past ``max_keys`` the oldest keys are dropped.
-    Runtime complexity: O(1) amortised per call. ``clock`` defaults to ``trio.current_time`` so
-    tests drive it with the ``autojump_clock``.
+    Memory stays bounded: a key's record disappears once its attempts leave the window, and
+    past ``max_keys`` the oldest keys are dropped. Runtime complexity: O(1) amortised per call.
+    ``clock`` defaults to ``trio.current_time`` so tests drive it with the ``autojump_clock``;
+    ``what`` is the refusal's words.
     """
 
     limit: int
     window_s: float
     max_keys: int = 100_000
     clock: Callable[[], float] = trio.current_time
+    what: str = "too many failed login attempts; try again later"
     _failures: dict[str, deque[float]] = field(default_factory=dict)
 
     def check(self, key: str) -> None:
@@ -195,16 +284,24 @@ class AttemptLimiter:
         record = self._prune(key)
         if record is not None and len(record) >= self.limit:
             retry = max(1, int(record[0] + self.window_s - self.clock() + 0.999))
-            raise RateLimited("too many failed login attempts; try again later", retry)
+            raise RateLimited(self.what, retry)
 
     def fail(self, key: str) -> None:
-        """Count one failure for ``key``."""
+        """Count one attempt (a failure) for ``key``."""
         record = self._prune(key)
         if record is None:
             if len(self._failures) >= self.max_keys:
                 del self._failures[next(iter(self._failures))]
             record = self._failures[key] = deque()
         record.append(self.clock())
+
+    def undo(self, key: str) -> None:
+        """Take back the last attempt counted for ``key`` (it turned out not to count)."""
+        record = self._failures.get(key)
+        if record:
+            record.pop()
+        if not record:
+            self._failures.pop(key, None)
 
     def reset(self, key: str) -> None:
         """Forget ``key``'s failures (after a successful login)."""
@@ -221,6 +318,165 @@ class AttemptLimiter:
             del self._failures[key]
             return None
         return record
+
+
+@dataclass
+class DistinctLimiter:
+    """At most ``limit`` distinct items (usernames) per key (an address) within ``window_s``.
+
+    An item already counted for the key is always let through again (its own limits apply);
+    a new one past the limit raises :class:`RateLimited`. Each item keeps its last time, so a
+    key's record is pruned from its oldest item; bounded like :class:`AttemptLimiter`.
+    """
+
+    limit: int
+    window_s: float
+    max_keys: int = 100_000
+    clock: Callable[[], float] = trio.current_time
+    _seen: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def check(self, key: str, item: str) -> None:
+        """Raise :class:`RateLimited` if ``item`` is new for ``key`` and ``key`` is full."""
+        record = self._prune(key)
+        if record is not None and item not in record and len(record) >= self.limit:
+            oldest = next(iter(record.values()))
+            retry = max(1, int(oldest + self.window_s - self.clock() + 0.999))
+            raise RateLimited("too many usernames tried from this address; try again later", retry)
+
+    def add(self, key: str, item: str) -> None:
+        """Count ``item`` for ``key`` now."""
+        record = self._prune(key)
+        if record is None:
+            if len(self._seen) >= self.max_keys:
+                del self._seen[next(iter(self._seen))]
+            record = self._seen[key] = {}
+        record.pop(item, None)  # re-inserted last: the dict stays in time order
+        record[item] = self.clock()
+
+    def discard(self, key: str, item: str) -> None:
+        """Forget ``item`` for ``key``."""
+        record = self._seen.get(key)
+        if record is not None:
+            record.pop(item, None)
+            if not record:
+                del self._seen[key]
+
+    def _prune(self, key: str) -> dict[str, float] | None:
+        record = self._seen.get(key)
+        if record is None:
+            return None
+        horizon = self.clock() - self.window_s
+        while record:
+            item, seen = next(iter(record.items()))
+            if seen > horizon:
+                break
+            del record[item]
+        if not record:
+            del self._seen[key]
+            return None
+        return record
+
+
+@dataclass
+class Attempt:
+    """One login attempt admitted by :meth:`LoginGuard.attempt`; ``succeeded`` when it did."""
+
+    succeeded: bool = False
+
+
+# Errors after which no password was checked: the attempt is taken back, not counted.
+NOT_CHECKED = (Overloaded, StoreUnavailable)
+
+
+class LoginGuard:
+    """Login attempts, counted before hashing, with one in flight per username (see the module
+    docstring for the keys). ``window_s`` is the sliding window of every limit."""
+
+    def __init__(
+        self,
+        per_pair: int,
+        per_username: int,
+        per_address: int,
+        window_s: float,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.pairs = AttemptLimiter(per_pair, window_s, max_keys, clock)
+        self.usernames = AttemptLimiter(per_username, window_s, max_keys, clock)
+        self.addresses = DistinctLimiter(per_address, window_s, max_keys, clock)
+        self._in_flight: set[str] = set()
+
+    @contextmanager
+    def attempt(self, username: str, address: str) -> Iterator[Attempt]:
+        """Admit one login attempt, counted as a failure until the body sets ``succeeded``.
+
+        Raises :class:`RateLimited` at once, before anything is looked up or hashed, when an
+        attempt for this username is in flight, or when the pair, the username or the address
+        is at its limit. A success clears the pair's failures and the address's count of this
+        username; an :class:`Overloaded` or :class:`StoreUnavailable` in the body takes the
+        attempt back (nothing was checked).
+        """
+        name = username.lower()
+        pair = f"{name}\x00{address}"
+        if name in self._in_flight:
+            raise RateLimited("a login for this username is already in progress", 1)
+        self.pairs.check(pair)
+        self.usernames.check(name)
+        self.addresses.check(address, name)
+        had_address = self.pairs._prune(pair) is not None
+        self.pairs.fail(pair)
+        self.usernames.fail(name)
+        self.addresses.add(address, name)
+        self._in_flight.add(name)
+        outcome = Attempt()
+        try:
+            yield outcome
+        except NOT_CHECKED:
+            self.pairs.undo(pair)
+            self.usernames.undo(name)
+            if not had_address:
+                self.addresses.discard(address, name)
+            raise
+        finally:
+            self._in_flight.discard(name)
+        if outcome.succeeded:
+            self.pairs.reset(pair)
+            self.usernames.undo(name)
+            self.addresses.discard(address, name)
+
+
+class RegistrationLimiter:
+    """Registrations per address and in all within ``window_s`` (an hour), each counted when
+    admitted, before the username is looked up or the password hashed; a 409 for a taken
+    username counts too (probing names costs the same). Refusals are :class:`RateLimited`."""
+
+    EVERYONE = "*"
+
+    def __init__(
+        self,
+        per_address: int,
+        in_all: int,
+        window_s: float = 3600.0,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        what = "too many registrations; try again later"
+        self.by_address = AttemptLimiter(per_address, window_s, max_keys, clock, what)
+        self.everyone = AttemptLimiter(in_all, window_s, 1, clock, what)
+
+    def admit(self, address: str) -> None:
+        """Count one registration from ``address``; :class:`RateLimited` past a limit."""
+        self.by_address.check(address)
+        self.everyone.check(self.EVERYONE)
+        self.by_address.fail(address)
+        self.everyone.fail(self.EVERYONE)
+
+    def undo(self, address: str) -> None:
+        """Take back an admitted registration that did nothing (the server was busy)."""
+        self.by_address.undo(address)
+        self.everyone.undo(self.EVERYONE)
 
 
 def secret_path(config: Config) -> Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from engine.parts import Parts
-from web.auth import AttemptLimiter, PasswordHasher, TokenCodec
+from web.auth import LoginGuard, PasswordHasher, RegistrationLimiter, TokenCodec
 from web.batcher import CreateBatcher, ListBatcher
 from web.validation import Body
 
@@ -26,8 +26,12 @@ MAX_BODY = 16 * 1024
 class WebSettings:
     """Knobs of the web layer that are not in the configuration file (tests turn them down).
 
-    ``bcrypt_rounds`` is bcrypt's cost; ``login_*`` bound failed logins per username and per
-    client address within ``login_window_s``; ``grace_s`` is how long in-flight requests may
+    ``bcrypt_rounds`` is bcrypt's cost, ``bcrypt_threads`` its worker threads and
+    ``hash_queue`` how many hashes may wait for one (past it: 503, ``Overloaded``; ``None`` is
+    4 x threads). ``login_*`` bound failed logins within ``login_window_s`` (the keys:
+    ``web/auth.py``): ``login_per_user`` per (username, address) pair, ``login_per_username``
+    per username from all addresses, ``login_per_address`` distinct usernames per address;
+    ``grace_s`` is how long in-flight requests may
     finish once the server is cancelled. ``fast_lane`` serves the hottest requests past Quart
     (``web/fastlane.py``); off, every request goes through the app, which is what
     ``benchmarks/api_load.py`` compares it with.
@@ -35,8 +39,10 @@ class WebSettings:
 
     bcrypt_rounds: int = 12
     bcrypt_threads: int = 2
+    hash_queue: int | None = None
     max_body: int = MAX_BODY
     login_per_user: int = 5
+    login_per_username: int = 50
     login_per_address: int = 20
     login_window_s: float = 300.0
     grace_s: float = 5.0
@@ -51,8 +57,8 @@ class State:
     settings: WebSettings
     tokens: TokenCodec
     hasher: PasswordHasher
-    by_user: AttemptLimiter
-    by_address: AttemptLimiter
+    logins: LoginGuard
+    registrations: RegistrationLimiter
     creates: CreateBatcher  # run by web.server.run_web
     lists: ListBatcher  # run by web.server.run_web
     encoder: msgspec.json.Encoder = field(default_factory=msgspec.json.Encoder)

@@ -21,9 +21,9 @@ from engine.errors import (
     LimitReached,
     MalformedRequest,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     RateLimited,
-    ShuttingDown,
     StoreUnavailable,
     Unauthorized,
     UnsupportedMediaType,
@@ -58,8 +58,8 @@ PROBLEMS: tuple[tuple[type[BaseException], ProblemKind], ...] = (
     (PayloadTooLarge, ProblemKind(413, "payload-too-large", "Request body too large")),
     (UnsupportedMediaType, ProblemKind(415, "unsupported-media-type", "Unsupported media type")),
     (RateLimited, ProblemKind(429, "rate-limited", "Too many attempts")),
-    (ShuttingDown, ProblemKind(503, "shutting-down", "Shutting down")),
     (StoreUnavailable, ProblemKind(503, "unavailable", "Service unavailable")),
+    (Overloaded, ProblemKind(503, "overloaded", "Server busy")),
 )
 
 # Errors the framework raises itself (routing, body cap): shown with our types too.
@@ -113,7 +113,7 @@ def from_error(error: ApiError | Conflict | StoreUnavailable) -> Response:
     if kind is None:  # an ApiError subclass added without a row: a server bug, not a 4xx
         kind = INTERNAL
     headers: dict[str, str] = {}
-    if isinstance(error, RateLimited | ShuttingDown):
+    if isinstance(error, RateLimited | Overloaded):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, PayloadTooLarge):  # the rest of the body is never read: end the connection
         headers["Connection"] = "close"

@@ -301,8 +301,9 @@ def problems(*statuses: int) -> dict[int, tuple[str, Schema | None, str]]:
         413: "body over the size cap",
         415: "body is not application/json",
         422: "a field is invalid; `field` names it",
-        429: "too many failed attempts; see Retry-After",
+        429: "too many attempts (failed logins, a login in flight, registrations); see Retry-After",
         500: "the server failed; the cause is logged, never shown",
-        503: "the database is unavailable, or (readyz) not ready: `checks` says why",
+        503: "the database is unavailable, the server is too busy hashing passwords (overloaded,"
+        " see Retry-After), or (readyz) not ready: `checks` says why",
     }
     return {s: (text[s], ref("Problem"), PROBLEM) for s in statuses}

@@ -80,7 +80,8 @@ async def test_login_failures_and_limits(api: Any, password: str) -> None:
             "/api/auth/login", json={"username": "nobody", "password": "x" * 8}
         )
         assert r2.status_code == 401 and r2.json()["detail"] == r.json()["detail"]
-        # per username: 3 failures (SETTINGS) lock carol, even with the right password
+        # per (username, address): 3 failures (SETTINGS) lock carol from this address, even
+        # with the right password
         for _ in range(2):
             await api.client.post(
                 "/api/auth/login", json={"username": "carol", "password": "bad-bad!"}
@@ -90,15 +91,18 @@ async def test_login_failures_and_limits(api: Any, password: str) -> None:
         )
         assert r.status_code == 429
         assert 1 <= int(r.headers["Retry-After"]) <= 300
-        # per address: 6 failures from this address lock every username from it
-        for name in ("dave1", "dave2", "dave3"):
-            await api.client.post(
+        # per address: failures for 6 distinct usernames (SETTINGS: carol, nobody, dave1-4)
+        # refuse a 7th username from this address; carol's repeated failures counted once
+        for name in ("dave1", "dave2", "dave3", "dave4"):
+            r = await api.client.post(
                 "/api/auth/login", json={"username": name, "password": "bad-bad!"}
             )
+            assert r.status_code == 401
         r = await api.client.post(
             "/api/auth/login", json={"username": "erin", "password": "whatever1"}
         )
         assert r.status_code == 429 and "Retry-After" in r.headers
+        assert "usernames" in r.json()["detail"]
 
 
 async def test_refresh_and_token_types(api: Any, password: str) -> None:
