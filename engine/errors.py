@@ -8,6 +8,7 @@
     |   +-- PriceOutOfRange           a target the book cannot hold exactly; a tick price not finite
     +-- StoreError                    the database failed us
     |   +-- StoreUnavailable          unreachable, gone, not started, a URL that cannot work (503)
+    |   |   +-- ShuttingDown          a create refused (not written) as the server stops (503)
     |   +-- MigrationError            a migration failed or changed; the engine does not start
     |   +-- Conflict                  a unique value is taken: a username on register (409)
     |   +-- StoreRefused              the database refused a value (data or constraint error)
@@ -100,6 +101,18 @@ class StoreUnavailable(StoreError):
     Also raised at once, never retried, for a URL that cannot work (malformed, an unknown
     database or role, a wrong password); the message names the URL without its password.
     """
+
+
+class ShuttingDown(StoreUnavailable):
+    """Raised by the web's create batcher (``web/batcher.py``) for a create that came once the
+    server had stopped taking creates (the first step of the engine's shutdown,
+    ``engine/app.py``), or that was still queued when the batcher stopped: nothing of it was
+    written, so the client may send it again, to this server once it is back or to another
+    (503 with ``Retry-After``: ``retry_after`` whole seconds)."""
+
+    def __init__(self, detail: str = "the server is shutting down", retry_after: int = 5) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
 
 
 class MigrationError(StoreError):

@@ -24,6 +24,7 @@ from engine.errors import (
     Overloaded,
     PayloadTooLarge,
     RateLimited,
+    ShuttingDown,
     StoreUnavailable,
     Unauthorized,
     UnsupportedMediaType,
@@ -58,6 +59,7 @@ PROBLEMS: tuple[tuple[type[BaseException], ProblemKind], ...] = (
     (PayloadTooLarge, ProblemKind(413, "payload-too-large", "Request body too large")),
     (UnsupportedMediaType, ProblemKind(415, "unsupported-media-type", "Unsupported media type")),
     (RateLimited, ProblemKind(429, "rate-limited", "Too many attempts")),
+    (ShuttingDown, ProblemKind(503, "shutting-down", "Shutting down")),
     (StoreUnavailable, ProblemKind(503, "unavailable", "Service unavailable")),
     (Overloaded, ProblemKind(503, "overloaded", "Server busy")),
 )
@@ -113,7 +115,7 @@ def from_error(error: ApiError | Conflict | StoreUnavailable) -> Response:
     if kind is None:  # an ApiError subclass added without a row: a server bug, not a 4xx
         kind = INTERNAL
     headers: dict[str, str] = {}
-    if isinstance(error, RateLimited | Overloaded):
+    if isinstance(error, RateLimited | ShuttingDown | Overloaded):
         headers["Retry-After"] = str(error.retry_after)
     if isinstance(error, PayloadTooLarge):  # the rest of the body is never read: end the connection
         headers["Connection"] = "close"
