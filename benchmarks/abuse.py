@@ -62,6 +62,7 @@ import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "abuse-harness-password"
+PROBE_TIMEOUT_S = 30.0  # a real user's request slower than this counts as an error
 LEGIT, CHURN, BURST = "legit_user", "churn_user", "burst_user"
 VICTIMS = ("victim_a", "victim_b", "victim_c")
 ATTACKER, REGISTRAR = "127.0.0.2", "127.0.0.3"
@@ -128,6 +129,21 @@ class Watch:
             self.peak = (max(self.peak[0], fds), max(self.peak[1], rss))
             await trio.sleep(0.1)
 
+    async def settle(self, limit: float = 120, busy: float = 20) -> float | None:
+        """Wait (up to ``limit`` seconds) until the engine uses under ``busy`` % of a core over
+        half a second, so that work left by the last scenario (hashes queued by requests long
+        gone) does not count in the next; the seconds waited (None: it never settled)."""
+        start = time.monotonic()
+        try:
+            self._process.cpu_percent()
+            while time.monotonic() - start < limit:
+                await trio.sleep(0.5)
+                if self._process.cpu_percent() < busy:
+                    return round(time.monotonic() - start, 1)
+        except psutil.Error:
+            pass
+        return None
+
     def figures(self, after: tuple[int, int]) -> dict[str, Any]:
         mb = 1 << 20
         return {
@@ -149,24 +165,46 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _known_keys() -> dict[str, set[str]]:
-    """Every config section and its keys, as the engine's schema has them today (other work may
-    add keys such as ``[http] max_connections``: only keys known here are written)."""
-    from engine.config import CORE_SCHEMA
-    from engine.plugins.registry import load_registry
+KNOWN_KEYS = """
+import json
+from engine.config import CORE_SCHEMA
+from engine.plugins.registry import load_registry
+schema = {**CORE_SCHEMA, **load_registry().sections()}
+print(json.dumps({section: sorted(keys) for section, keys in schema.items()}))
+"""
 
-    schema = {**CORE_SCHEMA, **load_registry().sections()}
-    return {section: set(keys) for section, keys in schema.items()}
+
+def _known_keys(source: Path) -> dict[str, set[str]]:
+    """Every config section and its keys, as the engine to be run has them (other work may add
+    keys such as ``[http] max_connections``: only keys known here are written). Asked of a
+    Python in ``source``, which may be another commit than this process imported."""
+    found = subprocess.run(
+        [sys.executable, "-c", KNOWN_KEYS],
+        cwd=source,
+        env=_child_env(source),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {section: set(keys) for section, keys in json.loads(found.stdout).items()}
 
 
-def config_text(data_dir: Path, port: int, exchange_url: str, live_alerts: int) -> str:
+def _child_env(source: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGERBOOK_")}
+    env["PYTHONPATH"] = str(source)
+    return env
+
+
+def config_text(
+    source: Path, data_dir: Path, port: int, exchange_url: str, live_alerts: int
+) -> str:
     wanted: dict[str, dict[str, Any]] = {
         "http": {"host": "127.0.0.1", "port": port},
         "database": {"url": "", "data_dir": str(data_dir / "pg")},
         "feeds.binance": {"enabled": True, "url": exchange_url, "rest_url": ""},
         "limits": {"max_live_alerts": live_alerts, "max_symbols": live_alerts},
     }
-    known = _known_keys()
+    known = _known_keys(source)
     lines = []
     for section, table in wanted.items():
         keys = known.get(section, set())
@@ -185,13 +223,12 @@ class Engine:
 
 
 async def start_engine(
-    nursery: trio.Nursery, tmp: Path, exchange_url: str, live_alerts: int
+    nursery: trio.Nursery, source: Path, tmp: Path, exchange_url: str, live_alerts: int
 ) -> Engine:
     """Start ``python -m engine.cli run`` on a fresh port; return once ``/healthz`` answers."""
     port = free_port()
     config = tmp / "config.toml"
-    config.write_text(config_text(tmp, port, exchange_url, live_alerts))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIGGERBOOK_")}
+    config.write_text(config_text(source, tmp, port, exchange_url, live_alerts))
     log = (tmp / "engine.log").open("ab")
     command = [
         sys.executable,
@@ -208,8 +245,8 @@ async def start_engine(
             trio.run_process,
             command,
             check=False,
-            cwd=ROOT,
-            env=env,
+            cwd=source,
+            env=_child_env(source),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -241,11 +278,15 @@ async def stop_engine(engine: Engine, grace: float = 60) -> float:
     return time.monotonic() - start
 
 
-def client(base: str, local: str | None = None, connections: int = 10) -> httpx.AsyncClient:
+def client(
+    base: str, local: str | None = None, connections: int = 10, timeout: float = 60
+) -> httpx.AsyncClient:
+    """An HTTP client from ``local`` (a loopback address: the engine's per-address limits see
+    attackers apart from the real user); a slow answer is waited for, and timed."""
     transport = httpx.AsyncHTTPTransport(
         local_address=local, limits=httpx.Limits(max_connections=connections)
     )
-    return httpx.AsyncClient(base_url=base, transport=transport, timeout=10)
+    return httpx.AsyncClient(base_url=base, transport=transport, timeout=timeout)
 
 
 async def account(http: httpx.AsyncClient, username: str) -> dict[str, str]:
@@ -283,7 +324,7 @@ class Probe:
 async def _timed(series: Series, request: Callable[[], Awaitable[httpx.Response]]) -> None:
     start = time.monotonic()
     try:
-        with trio.fail_after(10):
+        with trio.fail_after(PROBE_TIMEOUT_S):
             answer = await request()
     except (httpx.HTTPError, trio.TooSlowError, OSError):
         series.errors += 1
@@ -293,10 +334,13 @@ async def _timed(series: Series, request: Callable[[], Awaitable[httpx.Response]
     series.statuses[str(answer.status_code)] += 1
 
 
-async def _every(period: float, series: Series, request: Callable[[], Awaitable[Any]]) -> None:
-    while True:
+async def _every(
+    period: float, series: Series, request: Callable[[], Awaitable[Any]], stop: trio.Event
+) -> None:
+    while not stop.is_set():
         await _timed(series, request)
-        await trio.sleep(period)
+        with trio.move_on_after(period):
+            await stop.wait()
 
 
 @asynccontextmanager
@@ -304,6 +348,7 @@ async def probing(base: str, headers: dict[str, str]) -> AsyncIterator[Probe]:
     """A real user meanwhile: ``/healthz`` every 50 ms, a login every 1 s, a create every 0.5 s,
     each on its own keep-alive connection."""
     probe = Probe()
+    stop = trio.Event()
     login = {"username": LEGIT, "password": PASSWORD}
     async with (
         client(base, connections=1) as health,
@@ -311,18 +356,19 @@ async def probing(base: str, headers: dict[str, str]) -> AsyncIterator[Probe]:
         client(base, connections=1) as creates,
         trio.open_nursery() as nursery,
     ):
-        nursery.start_soon(_every, 0.05, probe.healthz, partial(health.get, "/healthz"))
+        nursery.start_soon(_every, 0.05, probe.healthz, partial(health.get, "/healthz"), stop)
         nursery.start_soon(
-            _every, 1.0, probe.login, partial(logins.post, "/api/auth/login", json=login)
+            _every, 1.0, probe.login, partial(logins.post, "/api/auth/login", json=login), stop
         )
         nursery.start_soon(
             _every,
             0.5,
             probe.create,
             partial(creates.post, "/api/alerts", json=alert("BTCUSDT"), headers=headers),
+            stop,
         )
         yield probe
-        nursery.cancel_scope.cancel()
+        stop.set()  # the requests in flight are answered (and timed) or time out
 
 
 # --- scenarios -------------------------------------------------------------------------------
@@ -505,13 +551,14 @@ async def logins(h: Harness) -> dict[str, Any]:
 
 
 async def registrations(h: Harness) -> dict[str, Any]:
+    stopping = trio.Event()
     statuses: Counter[str] = Counter()
     times: list[float] = []
     async with client(h.engine.base, REGISTRAR, h.args.reg_clients) as registrar:
 
         async def flood(worker: int) -> None:
             n = 0
-            while True:
+            while not stopping.is_set():
                 n += 1
                 name = VICTIMS[0] if n % 2 else f"flood_{worker}_{n}"
                 body = {"username": name, "password": PASSWORD, "email": "f@example.com"}
@@ -523,10 +570,12 @@ async def registrations(h: Harness) -> dict[str, Any]:
                 except httpx.HTTPError:
                     statuses["error"] += 1
 
-        with trio.move_on_after(h.args.reg_seconds):
+        with trio.move_on_after(h.args.reg_seconds + 30):  # those in flight, bounded
             async with trio.open_nursery() as nursery:
                 for worker in range(h.args.reg_clients):
                     nursery.start_soon(flood, worker)
+                await trio.sleep(h.args.reg_seconds)
+                stopping.set()
     total = sum(statuses.values())
     return {
         "clients": h.args.reg_clients,
@@ -701,14 +750,26 @@ async def _read_back(engine: Engine, creates: list[Create]) -> tuple[int, set[in
 # --- the run ---------------------------------------------------------------------------------
 
 
-def _engine_commit() -> str:
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
-    dirty = git("status", "--porcelain", "--", "engine", "web").strip()
-    return git("rev-parse", "--short", "HEAD").strip() + (
-        " (with uncommitted changes)" if dirty else ""
-    )
+
+def _engine_commit(commit: str | None) -> str:
+    if commit:
+        return _git("rev-parse", "--short", commit)
+    dirty = _git("status", "--porcelain", "--", "engine", "web", "plugins")
+    return _git("rev-parse", "--short", "HEAD") + (" + uncommitted changes" if dirty else "")
+
+
+def _source(commit: str | None, tmp: Path) -> Path:
+    """The engine to run: this working tree, or ``commit`` unpacked (git archive) under ``tmp``."""
+    if not commit:
+        return ROOT
+    source = tmp / "source"
+    source.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    return source
 
 
 def _print(name: str, result: dict[str, Any]) -> None:
@@ -722,25 +783,28 @@ async def _measured(
     h: Harness, name: str, scenario: Callable[[], Awaitable[dict[str, Any]]], settle: float
 ) -> dict[str, Any]:
     watch = Watch(h.engine.process.pid)
+    settled_s = await watch.settle()
     async with trio.open_nursery() as nursery:
         await nursery.start(watch.run)
         async with probing(h.engine.base, h.headers) as probe:
             result = await scenario()
         nursery.cancel_scope.cancel()
     await trio.sleep(settle)
-    return {**result, "client": probe.figures(), "engine": watch.figures(watch.sample())}
+    engine = {**watch.figures(watch.sample()), "idle_wait_before_s": settled_s}
+    return {**result, "client": probe.figures(), "engine": engine}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from engine.feeds.testing import read_binance_request, serve_exchange
 
-    out: dict[str, Any] = {"engine_commit": _engine_commit(), "scenarios": {}}
+    out: dict[str, Any] = {"engine_commit": _engine_commit(args.commit), "scenarios": {}}
     live = max(10_000, 2 * args.symbols)
     quiet = not args.json
     with tempfile.TemporaryDirectory(prefix="triggerbook-abuse-") as name:
         tmp = Path(name)
+        source = _source(args.commit, tmp)
         async with serve_exchange(read_binance_request) as exchange, trio.open_nursery() as nursery:
-            engine = await start_engine(nursery, tmp, exchange.url, live)
+            engine = await start_engine(nursery, source, tmp, exchange.url, live)
             try:
                 async with client(engine.base) as http:
                     headers = await account(http, LEGIT)
@@ -759,7 +823,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         continue
                     if scenario == "shutdown":
                         work = partial(
-                            shutdown, h, partial(start_engine, nursery, tmp, exchange.url, live)
+                            shutdown,
+                            h,
+                            partial(start_engine, nursery, source, tmp, exchange.url, live),
                         )
                     else:
                         work = partial(named[scenario], h)
@@ -788,6 +854,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios, comma-separated")
     parser.add_argument("--quick", action="store_true", help="small sizes, short waits")
     parser.add_argument("--json", action="store_true", help="one JSON object at the end")
+    parser.add_argument(
+        "--commit",
+        help="run the engine of this commit (git archive into the temp dir), not the working tree",
+    )
     sizes = {
         "flood": (2000, 200),
         "flood_wait": (30.0, 3.0),
@@ -821,7 +891,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     _raise_nofile()
     if not args.json:
-        print(f"triggerbook bench abuse against {_engine_commit()}; scenarios: {args.only}")
+        print(
+            f"triggerbook bench abuse against {_engine_commit(args.commit)}; scenarios: {args.only}"
+        )
     out = trio.run(run, args)
     if args.json:
         print(json.dumps(out))
