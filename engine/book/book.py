@@ -189,6 +189,7 @@ class TriggerBook:
         self._ids: dict[int, int] = {}  # trigger id -> its entry (the same int object)
         self._sides: list[_Side | None] = []  # indexed by side number
         self._free: list[int] = []  # numbers of removed symbols' above sides, for reuse
+        self._sizes: dict[str, int] = {}  # exchange -> live triggers: /metrics reads it per scrape
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -218,6 +219,13 @@ class TriggerBook:
             for exchange, symbols in self._books.items()
             for symbol, state in symbols.items()
         }
+
+    def sizes(self) -> dict[str, int]:
+        """The number of live triggers per exchange with at least one.
+
+        Runtime complexity: `O(e)` for e exchanges (kept as triggers come and go).
+        """
+        return {exchange: n for exchange, n in self._sizes.items() if n}
 
     def symbols(self, exchange: str) -> set[str]:
         """The symbols of ``exchange`` with at least one live trigger.
@@ -262,6 +270,7 @@ class TriggerBook:
         entry = (key << KEY_SHIFT) | (side.number << ID_BITS) | (trigger.id + ID_OFFSET)
         side.entries.add(entry)
         self._ids[trigger.id] = entry
+        self._sizes[trigger.exchange] = self._sizes.get(trigger.exchange, 0) + 1
         if above:
             if trigger.target < state.lowest_above:
                 state.refresh_above()
@@ -281,6 +290,7 @@ class TriggerBook:
         first, last = entries[0], entries[-1]
         entries.remove(entry)
         state = self._books[side.exchange][side.symbol]
+        self._sizes[side.exchange] -= 1
         if side is state.above:
             if entry == first:
                 state.refresh_above()
@@ -347,8 +357,11 @@ class TriggerBook:
         if new_ids:
             check_id(min(new_ids))
             check_id(max(new_ids))
-        for symbols in staged.values():
+        for exchange, symbols in staged.items():
             for group in symbols.values():
+                self._sizes[exchange] = (
+                    self._sizes.get(exchange, 0) + len(group.above) + len(group.below)
+                )
                 state = self._symbol(group.exchange, group.symbol, group.number)
                 assert state.above.number == group.number
                 if group.above:
@@ -449,6 +462,8 @@ class TriggerBook:
                 expected = decimal_of(below[-1] >> KEY_SHIFT) if below else _NEG_INF
                 assert state.highest_below == expected, "stale highest_below"
         assert seen == len(self._ids), "an indexed id is in no side"
+        sizes = {e: sum(len(s) for s in symbols.values()) for e, symbols in self._books.items()}
+        assert self.sizes() == sizes, "stale per-exchange sizes"
         dead = {n for n, side in enumerate(self._sides) if side is None}
         assert live_numbers | dead == set(range(len(self._sides)))
         assert not live_numbers & dead
@@ -493,8 +508,11 @@ class TriggerBook:
                 raise BookError(f"the book holds at most {MAX_SIDES // 2} symbols")
         if symbols is None:
             symbols = self._books[exchange] = {}
-        if number in self._free:
-            self._free.remove(number)
+        free = self._free
+        if free and free[-1] == number:  # the usual case (``_numbers`` offers the last first): O(1)
+            free.pop()
+        elif number in free:
+            free.remove(number)
         if len(self._sides) < number + 2:
             self._sides += [None] * (number + 2 - len(self._sides))
         above = _Side(exchange, symbol, Direction.ABOVE, number)
@@ -526,6 +544,8 @@ class TriggerBook:
         if price <= state.highest_below:
             fired += state.below.fire(state.below.entries.pop_from(ceil_key << KEY_SHIFT), ids)
             state.refresh_below()
+        if fired:
+            self._sizes[state.above.exchange] -= len(fired)
         if not len(state):
             self._drop(state)
         return fired

@@ -6,6 +6,8 @@ takes about subscriptions is made here, on plain values, so it is tested without
 
 - :func:`place` spreads the wanted symbols over *slots* (one connection each, at most
   ``max_streams_per_connection`` symbols), keeping every symbol where it already is;
+  :class:`Placement` does the same by differences (what the runner uses: O(change) per change
+  of demand, not O(symbols)), and a test ties every step of it to :func:`place`;
 - :func:`requests` turns the difference between what a connection has subscribed and what it
   should have into numbered :class:`Request` batches of at most ``symbols_per_message`` symbols
   (unsubscribes first, so a full connection makes room before it adds);
@@ -16,6 +18,7 @@ takes about subscriptions is made here, on plain values, so it is tested without
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from typing import Literal
 __all__ = [
     "SENT_LIMIT",
     "Pacer",
+    "Placement",
     "Request",
     "SentRequests",
     "apply",
@@ -66,6 +70,83 @@ def place(slots: Sequence[Set[str]], wanted: Set[str], cap: int) -> list[frozens
             placed.append(current)
         current.add(symbol)
     return [frozenset(slot) for slot in placed]
+
+
+class Placement:
+    """Which slot holds each wanted symbol, kept by differences: :func:`place`'s rule, one
+    change at a time.
+
+    Slots have ids that grow as they are opened, so id order is :func:`place`'s slot order. A
+    change (:meth:`change`) takes the removed symbols out of their slots, puts each added one
+    (in sorted order) in the first slot with room, opening slots past the last when none has
+    room, then retires the slots left empty. Runtime complexity: O(k log(k + s)) for k symbols
+    changed and s slots (the slots with room are a heap), whatever the number of symbols held.
+    """
+
+    def __init__(self, cap: int) -> None:
+        if cap < 1:
+            raise ValueError(f"a slot holds at least one symbol, not {cap}")
+        self.cap = cap
+        self.slots: dict[int, set[str]] = {}  # slot id -> its symbols (never empty between changes)
+        self.where: dict[str, int] = {}  # symbol -> its slot id
+        self._room: list[int] = []  # heap of slot ids that may have room (checked when popped)
+        self._in_room: set[int] = set()  # the ids in the heap, each at most once
+        self._next_id = 0
+
+    def change(self, added: Iterable[str], removed: Iterable[str]) -> tuple[set[int], set[int]]:
+        """Apply a change of the wanted set; returns (ids of the slots whose symbols changed,
+        new ones included; ids of the slots retired, now gone from :attr:`slots`). A symbol added
+        twice or removed when not held is ignored."""
+        touched: set[int] = set()
+        for symbol in removed:
+            slot = self.where.pop(symbol, None)
+            if slot is not None:
+                self.slots[slot].discard(symbol)
+                self._has_room(slot)
+                touched.add(slot)
+        for symbol in sorted(s for s in added if s not in self.where):
+            slot = self._first_room()
+            self.slots[slot].add(symbol)
+            self.where[symbol] = slot
+            touched.add(slot)
+        retired = {slot for slot in touched if not self.slots[slot]}
+        for slot in retired:
+            del self.slots[slot]
+        if retired & self._in_room:  # O(s), once per retired slot
+            self._in_room -= retired
+            self._room = [slot for slot in self._room if slot not in retired]
+            heapq.heapify(self._room)
+        return touched - retired, retired
+
+    def _has_room(self, slot: int) -> None:
+        if slot not in self._in_room:
+            self._in_room.add(slot)
+            heapq.heappush(self._room, slot)
+
+    def _first_room(self) -> int:
+        room = self._room
+        while room:
+            slot = room[0]
+            if len(self.slots[slot]) < self.cap:
+                return slot
+            heapq.heappop(room)  # full: it re-enters when a removal makes room
+            self._in_room.discard(slot)
+        slot = self._next_id
+        self._next_id += 1
+        self.slots[slot] = set()
+        self._has_room(slot)
+        return slot
+
+    def _check(self) -> None:
+        """Verify the invariants; raises AssertionError on the first broken one."""
+        assert all(0 < len(symbols) <= self.cap for symbols in self.slots.values())
+        assert sum(len(symbols) for symbols in self.slots.values()) == len(self.where)
+        for symbol, slot in self.where.items():
+            assert symbol in self.slots[slot]
+        with_room = {slot for slot, symbols in self.slots.items() if len(symbols) < self.cap}
+        assert with_room <= set(self._room), "a slot with room is missing from the heap"
+        assert set(self._room) == self._in_room and len(self._room) == len(self._in_room)
+        assert self._in_room <= set(self.slots), "a retired slot in the heap"
 
 
 def batches(symbols: Iterable[str], size: int) -> list[tuple[str, ...]]:

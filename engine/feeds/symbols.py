@@ -43,6 +43,7 @@ import httpx
 import trio
 
 from engine.backoff import Backoff
+from engine.book.demand import Demand
 from engine.errors import StoreUnavailable
 from engine.limits import price_problem
 from engine.metrics import Counter, Gauge, Metrics
@@ -50,7 +51,7 @@ from engine.plugins.exchange import Exchange
 from engine.store import symbol_lists
 
 if TYPE_CHECKING:
-    from engine.book.demand import DemandView
+    from engine.book.demand import Changes, DemandView
     from engine.config import Config
     from engine.plugins.registry import FeedRegistry
     from engine.store import Store
@@ -439,29 +440,66 @@ async def run_symbol_directory(
 
 class FilteredDemand:
     """A demand (``engine.book.demand.DemandView``) seen through a :class:`SymbolDirectory`: the
-    same interface, each exchange's symbols less those its list says it does not trade, and a
-    version that also moves when the list changes."""
+    same interface, each exchange's symbols less those its list says it does not trade.
+
+    It keeps the filtered sets itself (a :class:`~engine.book.demand.Demand`, with its own
+    versions and change log) and brings them up to date before each read by filtering the
+    demand's changes since it last looked: O(change) per change of demand. A change of the
+    list (rare: every ``symbols_refresh_s``) is filtered afresh against the whole demand, O(n).
+    """
 
     def __init__(self, demand: DemandView, directory: SymbolDirectory) -> None:
         self._demand = demand
         self._directory = directory
+        self._out = Demand()
+        self._seen_demand: dict[str, int] = {}  # exchange -> demand version filtered so far
+        self._seen_list: dict[str, int] = {}  # exchange -> list version filtered against
+
+    def _pull(self, exchange: str) -> None:
+        """Filter what changed in the demand (or the list) of ``exchange`` since the last pull."""
+        directory, out = self._directory, self._out
+        list_version = directory.version(exchange)
+        if self._seen_list.get(exchange) != list_version:
+            symbols = self._demand.symbols(exchange)
+            self._seen_demand[exchange] = self._demand.version(exchange)
+            self._seen_list[exchange] = list_version
+            out.set(exchange, directory.allowed(exchange, symbols))
+            return
+        changes = self._demand.changes_since(exchange, self._seen_demand[exchange])
+        self._seen_demand[exchange] = changes.version
+        if changes.snapshot:
+            out.set(exchange, directory.allowed(exchange, changes.added))
+            return
+        for symbol in changes.removed:
+            out.discard(exchange, symbol)
+        listed = directory.listed(exchange)
+        for symbol in changes.added:
+            if listed is None or symbol in listed.symbols:
+                out.add(exchange, symbol)
 
     def symbols(self, exchange: str) -> frozenset[str]:
-        """The symbols of ``exchange`` to subscribe."""
-        return self._directory.allowed(exchange, self._demand.symbols(exchange))
+        """The symbols of ``exchange`` to subscribe (a copy, O(n))."""
+        self._pull(exchange)
+        return self._out.symbols(exchange)
 
     def unfiltered(self, exchange: str) -> frozenset[str]:
         """Every symbol with live triggers on ``exchange``, listed or not."""
         return self._demand.symbols(exchange)
 
     def version(self, exchange: str) -> int:
-        """Grows on every change of the demand or of the list of ``exchange``."""
-        return self._demand.version(exchange) + self._directory.version(exchange)
+        """Grows on every change of :meth:`symbols` (a change of demand or of the list)."""
+        self._pull(exchange)
+        return self._out.version(exchange)
+
+    def changes_since(self, exchange: str, version: int) -> Changes:
+        """What changed in :meth:`symbols` after ``version``; see ``DemandView``."""
+        self._pull(exchange)
+        return self._out.changes_since(exchange, version)
 
     async def wait_changed(self, exchange: str, seen_version: int) -> int:
         """Wait until :meth:`version` is past ``seen_version``; return the new one."""
         while self.version(exchange) <= seen_version:
-            seen_demand = self._demand.version(exchange)
+            seen_demand = self._seen_demand[exchange]
             async with trio.open_nursery() as nursery:
 
                 async def demand_changed(seen: int = seen_demand) -> None:

@@ -13,7 +13,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.feeds.plan import Pacer, Request, SentRequests, apply, batches, place, requests
+from engine.feeds.plan import (
+    Pacer,
+    Placement,
+    Request,
+    SentRequests,
+    apply,
+    batches,
+    place,
+    requests,
+)
 
 
 def test_place_keeps_symbols_where_they_are_and_fills_the_first_room() -> None:
@@ -106,3 +115,23 @@ def test_the_plan_reaches_the_wanted_set(
         slots = [placed[n] for n in keep]
         held = [held[n] for n in keep]
         sent = [sent[n] for n in keep]
+
+
+@settings(max_examples=300, deadline=None)
+@given(demands=st.lists(symbols, min_size=1, max_size=12), cap=st.integers(1, 7))
+def test_placement_by_differences_is_place(demands: list[frozenset[str]], cap: int) -> None:
+    """The runner's :class:`Placement` (changed by differences) holds, after every change of
+    demand, exactly what :func:`place` gives from the previous slots (the plain path)."""
+    placement = Placement(cap)
+    slots: list[frozenset[str]] = []
+    wanted: frozenset[str] = frozenset()
+    for new in demands:
+        expected = place(slots, new, cap)
+        changed, retired = placement.change(new - wanted, wanted - new)
+        placement._check()
+        got = [frozenset(placement.slots[i]) for i in sorted(placement.slots)]
+        assert got == [slot for slot in expected if slot]
+        assert not changed & retired and changed <= set(placement.slots)
+        slots, wanted = got, new
+    with pytest.raises(ValueError):
+        Placement(0)

@@ -442,3 +442,47 @@ async def test_the_feed_never_subscribes_an_unlisted_symbol(
             await ws.wait_until(lambda: ws.subscribed() == {"FAKE1USDT"})
             assert len(ws.connections) == 1
             nursery.cancel_scope.cancel()
+
+
+def test_the_filtered_demand_filters_changes_not_copies() -> None:
+    """``FilteredDemand.changes_since`` hands out the demand's changes less the unlisted symbols
+    (O(change)), and a change of the list as the difference it makes; a reader that applies
+    them ends with ``symbols``."""
+    from engine.book import demand as demand_module
+
+    directory = directory_for("")
+    demand = ManualDemand()
+    filtered = directory.filtered(demand)
+    held: set[str] = set()
+    version = 0
+
+    def read() -> None:
+        nonlocal version
+        changes = filtered.changes_since("binance", version)
+        changes.apply_to(held)
+        version = changes.version
+        assert held == filtered.symbols("binance")
+
+    demand.set("binance", {"BTCUSDT", "FAKEUSDT"})
+    read()
+    assert held == {"BTCUSDT", "FAKEUSDT"}  # no list yet: unverified symbols pass
+    directory.set_list("binance", frozenset({"BTCUSDT", "ETHUSDT"}), datetime.now(UTC), "test")
+    changes = filtered.changes_since("binance", version)
+    assert changes.removed == {"FAKEUSDT"} and not changes.added and not changes.snapshot
+    read()
+    demand.add("binance", "ETHUSDT")
+    demand.add("binance", "MOREUSDT")  # unlisted: never handed out
+    changes = filtered.changes_since("binance", version)
+    assert changes.added == {"ETHUSDT"} and not changes.removed
+    read()
+    before = filtered.version("binance")
+    demand.discard("binance", "MOREUSDT")
+    assert filtered.version("binance") == before  # an unlisted symbol's change moves nothing
+    demand.discard("binance", "BTCUSDT")
+    read()
+    assert held == {"ETHUSDT"}
+    for n in range(2 * demand_module.LOG_LIMIT + 2):  # the filter falls behind the demand's log
+        demand.add("binance", f"X{n}USDT")
+    demand.add("binance", "BTCUSDT")
+    read()
+    assert held == {"ETHUSDT", "BTCUSDT"}

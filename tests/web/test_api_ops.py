@@ -73,6 +73,52 @@ async def test_health_and_readiness(api: Any) -> None:
         assert r.json()["checks"]["feeds"][enabled[0]]["connected"] is True
 
 
+async def test_readyz_is_short_in_public_and_detailed_for_staff(api: Any) -> None:
+    """The public answer stays a few lines whatever the symbols (it listed every user's: 1.4 MB
+    at 150,000); the symbols, rejections and quarantine entries are for staff with ?detail=1."""
+    with trio.fail_after(30):
+        enabled = api.ctx.config.enabled_feeds()
+        many = frozenset(f"S{n:06d}USDT" for n in range(20_000))
+        for name in enabled:
+            state = api.ctx.feed_states.get(name)
+            state.wanted = many
+            state.connection_up("c")
+            state.connection_holds("c", many)
+            state.reject(("BADUSDT",), "invalid symbol")
+        api.ctx.quarantine.add("command", "a target the book cannot hold", alert_id=7)
+        r = await api.client.get("/readyz")
+        assert r.status_code == 200 and len(r.content) < 2_000
+        feed = r.json()["checks"]["feeds"][enabled[0]]
+        assert feed == {
+            "ok": True,
+            "reason": None,
+            "connected": True,
+            "symbols_subscribed": 20_000,
+            "symbols_rejected": 1,
+        }
+        assert r.json()["checks"]["quarantine"] == {"counts": {"command": 1}}
+        user = await api.user("alice")
+        r = await api.client.get("/readyz", headers=user)  # a token alone changes nothing
+        assert r.status_code == 200 and len(r.content) < 2_000
+        r = await api.client.get("/readyz?detail=1", headers=user)
+        assert r.status_code == 403
+        assert (await api.client.get("/readyz?detail=1")).status_code == 401
+        assert (await api.client.get("/readyz?detail=yes")).status_code == 422
+        staff = await api.user("root", staff=True)
+        r = await api.client.get("/readyz?detail=1", headers=staff)
+        assert r.status_code == 200
+        feed = r.json()["checks"]["feeds"][enabled[0]]
+        assert len(feed["symbols"]) == 20_000 and feed["rejected"] == {"BADUSDT": "invalid symbol"}
+        (entry,) = r.json()["checks"]["quarantine"]["latest"]
+        assert entry["alert_id"] == 7
+        # a reason is cut, never the whole of what an exchange said
+        for name in enabled:
+            api.ctx.feed_states.get(name).connection_down("c")
+            api.ctx.feed_states.get(name).mark_disconnected("x" * 100_000)
+        r = await api.client.get("/readyz")
+        assert r.status_code == 503 and len(r.content) < 4_000
+
+
 async def test_readiness_follows_the_real_database(
     pg_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
