@@ -27,7 +27,14 @@ DEFAULT_PATH = Path("config.toml")
 
 # Section name -> key -> default. The type of each default is the type the key must have.
 CORE_SCHEMA: Mapping[str, Mapping[str, Any]] = {
-    "http": {"host": "127.0.0.1", "port": 8000},
+    "http": {
+        "host": "127.0.0.1",
+        "port": 8000,
+        "max_connections": 1000,
+        "head_timeout_s": 10.0,
+        "body_timeout_s": 10.0,
+        "keep_alive_s": 5.0,
+    },
     "database": {"url": "", "data_dir": "var/pg", "start_timeout_s": 30.0},
     "auth": {
         "secret": "",
@@ -49,8 +56,17 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
+    """Where the API listens, and how long and how many connections it holds (``web/listener.py``):
+    at most ``max_connections`` at once (past it, accepting waits); a new connection's request head
+    must be complete within ``head_timeout_s``, a request's body within ``body_timeout_s`` (else
+    408), and an idle keep-alive connection is closed after ``keep_alive_s``."""
+
     host: str
     port: int
+    max_connections: int = 1000
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    keep_alive_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +179,7 @@ def load_config(
 
     frozen = {s: MappingProxyType(t) for s, t in merged.items()}
     return Config(
-        http=HttpConfig(**merged["http"]),
+        http=_http(merged["http"], source),
         database=DatabaseConfig(
             url=merged["database"]["url"],
             data_dir=Path(merged["database"]["data_dir"]),
@@ -184,6 +200,15 @@ def _auth(table: Mapping[str, Any], source: str) -> AuthConfig:
         if table[key] < 1:
             raise ConfigError(f"{source}: [auth] {key} must be at least 1, got {table[key]}")
     return AuthConfig(**table)
+
+
+def _http(table: Mapping[str, Any], source: str) -> HttpConfig:
+    for key, value in table.items():
+        if key.endswith("_s") and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{source}: [http] {key} must be a number > 0, got {value}")
+    if table["max_connections"] < 1:
+        raise ConfigError(f"{source}: [http] max_connections must be at least 1")
+    return HttpConfig(**table)
 
 
 def _limits(table: Mapping[str, Any], source: str) -> LimitsConfig:

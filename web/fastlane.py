@@ -19,6 +19,10 @@ After the write of a create, errors are answered here with the app's own respons
 Every request the app answers goes through an :class:`_Exchange`, which keeps the connection
 sound when an answer comes before the body was read (a 405, 404, 401, 413 ...): see there.
 
+A body must arrive whole within ``[http] body_timeout_s`` of the lane starting to read it (as
+the app's ``BODY_TIMEOUT`` bounds Quart's read): past it the lane answers 408 itself, with
+``Connection: close``, rather than wait for a client that trickles bytes (issue 15).
+
 ``enabled=False`` (``WebSettings.fast_lane``) hands every request over: the app alone, behind
 the same ``_Exchange``, which is what ``benchmarks/api_load.py`` measures the lane against.
 """
@@ -30,6 +34,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
+from werkzeug.exceptions import RequestTimeout
 from werkzeug.sansio.utils import get_current_url, get_host
 
 from engine.errors import ApiError, StoreUnavailable
@@ -79,6 +84,7 @@ class FastLane:
         self._state = state
         self._error_response = error_response
         self._max_body = max_body
+        self._body_timeout_s = state.ctx.config.http.body_timeout_s
         self._count = state.ctx.metrics.http_requests.inc
         # werkzeug's base URL per (scheme, Host header, server): 9 us to build, the same for
         # every request of a client. Bounded: the Host header is the client's to choose.
@@ -167,14 +173,17 @@ class FastLane:
         ):
             raise _HandOver
         chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            received.append(message)
-            if message["type"] != "http.request":
-                raise _HandOver
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        with trio.move_on_after(self._body_timeout_s) as reading:
+            while True:
+                message = await receive()
+                received.append(message)
+                if message["type"] != "http.request":
+                    raise _HandOver
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        if reading.cancelled_caught:  # nothing written yet: answered as Quart's BODY_TIMEOUT is
+            return await self._answer(RequestTimeout(), CLOSE)
         body = b"".join(chunks)
         if len(body) != int(length):
             raise _HandOver
@@ -187,10 +196,14 @@ class FastLane:
         try:
             alert = await core.write_create(self._state, row)
         except Exception as error:  # answered (and logged) like the app's handlers, not hidden
-            response = self._error_response(error, "POST", PATH)
-            headers = [(k.lower().encode(), val.encode()) for k, val in response.headers.items()]
-            return response.status_code, headers, await response.get_data()
+            return await self._answer(error)
         return _json(201, self._state.encoder.encode(core.alert_view(alert, self._state)))
+
+    async def _answer(self, error: BaseException, *extra: tuple[bytes, bytes]) -> Answer:
+        """The app's answer to ``error`` on ``POST /api/alerts``, plus ``extra`` headers."""
+        response = self._error_response(error, "POST", PATH)
+        headers = [(k.lower().encode(), val.encode()) for k, val in response.headers.items()]
+        return response.status_code, [*headers, *extra], await response.get_data()
 
 
 def _json(status: int, body: bytes) -> Answer:
@@ -233,7 +246,8 @@ class _Exchange:
     - before the answer starts, the rest of the body is read and dropped, up to the body cap
       and for at most ``drain_s``: the connection stays usable for the next request;
     - a body over the cap (declared or sent), or one that does not arrive in time, gets the
-      answer with ``Connection: close``, and the connection closes after it;
+      answer with ``Connection: close``, and the connection closes after it; so does a 408
+      (the body did not arrive within ``BODY_TIMEOUT``), at once, without waiting for more;
     - the answer's last message is sent shielded from cancellation, so hypercorn's recycling
       (or closing) of the connection, which runs inside it, always runs to its end.
 
@@ -284,7 +298,7 @@ class _Exchange:
         if kind == "http.response.start" and not self._done:
             headers = list(message.get("headers", ()))
             closing = any(k.lower() == b"connection" and b"close" in v.lower() for k, v in headers)
-            if not closing and not await self._drain():
+            if not closing and (message["status"] == 408 or not await self._drain()):
                 message = {**message, "headers": [*headers, CLOSE]}
         if kind == "http.response.body" and not message.get("more_body", False):
             with trio.CancelScope(shield=True):

@@ -20,7 +20,10 @@ async def read_json(max_body: int) -> dict[str, Any]:
 
     Raises :class:`UnsupportedMediaType` unless the body is declared ``application/json``,
     :class:`PayloadTooLarge` beyond ``max_body`` bytes (before reading it when the length is
-    declared), and :class:`MalformedRequest` for anything but one JSON object.
+    declared), and :class:`MalformedRequest` for anything but one JSON object. Quart's read
+    raises ``RequestTimeout`` (408, then the connection closes) when the whole body has not
+    arrived within the app's ``BODY_TIMEOUT``, which ``web.server.run_web`` sets to
+    ``[http] body_timeout_s``: a client that trickles its body holds a connection that long.
     """
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(

@@ -4,6 +4,12 @@
 through ``task_status.started(port)`` and serves until cancelled. Cancellation is graceful:
 the server stops accepting, in-flight requests get ``WebSettings.grace_s`` to finish, then
 whatever is left is cancelled.
+
+Connections are bounded by ``[http]`` (``engine.config.HttpConfig``): hypercorn's own settings
+where it has one (idle keep-alive, the head's size), ``web/listener.py`` for the rest (the
+connection cap, the first head's deadline), and the body deadline in both request paths: the
+Quart app's ``BODY_TIMEOUT`` (``web/http.py`` reads bodies through it) and the fast lane's
+receive loop (``web/fastlane.py``), each answering 408.
 """
 
 from __future__ import annotations
@@ -12,25 +18,35 @@ import logging
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
+from engine.config import HttpConfig
 from engine.parts import Parts
 from web.app import create_app
 from web.auth import resolve_secret
 from web.context import WebSettings
+from web.listener import fit_fd_limit, serve
 
 log = logging.getLogger(__name__)
 
+MAX_HEAD = 16 * 1024  # bytes of request line and headers (hypercorn's h11 answers 431 past it)
 
-def hypercorn_config(host: str, port: int, grace_s: float) -> HypercornConfig:
+
+def hypercorn_config(
+    host: str, port: int, grace_s: float, http: HttpConfig | None = None
+) -> HypercornConfig:
     """How the engine runs hypercorn (also the API benchmark's ceiling server): one bind, no
-    access log, errors to our logger, 75 s keep-alive, a deep accept backlog."""
+    access log, errors to our logger, a deep accept backlog, and ``http``'s (the defaults when
+    None) idle keep-alive. A request head is capped at h11's 16 KiB (431 past it); there is no
+    per-read timeout, which would close a quiet WebSocket: deadlines are per head and body."""
+    http = http or HttpConfig(host, port)
     hconfig = HypercornConfig()
     hconfig.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     hconfig.graceful_timeout = grace_s
     hconfig.accesslog = None
     hconfig.errorlog = log
-    hconfig.keep_alive_timeout = 75.0
+    hconfig.keep_alive_timeout = http.keep_alive_s
+    hconfig.h11_max_incomplete_size = MAX_HEAD
+    hconfig.read_timeout = None
     hconfig.backlog = 1024
     return hconfig
 
@@ -54,8 +70,11 @@ async def run_web(
     settings = settings or WebSettings()
     secret = await resolve_secret(ctx.config)
     app = create_app(ctx, secret, settings)
+    http = ctx.config.http
+    app.quart.config["BODY_TIMEOUT"] = http.body_timeout_s  # Quart answers 408 past it
     state = app.state
-    hconfig = hypercorn_config(ctx.config.http.host, ctx.config.http.port, settings.grace_s)
+    hconfig = hypercorn_config(http.host, http.port, settings.grace_s, http)
+    max_connections = fit_fd_limit(http.max_connections)
     shutdown = trio.Event()
 
     async with trio.open_nursery() as nursery:
@@ -73,6 +92,8 @@ async def run_web(
                     await serve(
                         app.asgi,
                         hconfig,
+                        max_connections=max_connections,
+                        head_timeout_s=http.head_timeout_s,
                         shutdown_trigger=shutdown.wait,
                         task_status=task_status,
                     )

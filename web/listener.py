@@ -1,0 +1,200 @@
+"""Accept connections for hypercorn up to a cap, and give a new connection's head a deadline.
+
+Why not ``hypercorn.trio.serve``: it accepts every connection the kernel hands it and holds an
+idle or half-sent one for its keep-alive timeout, so a flood of connections that send nothing
+runs the process out of file descriptors (``accept`` failing with EMFILE, ``/healthz`` timing
+out: issue 15). :func:`serve` is hypercorn's trio worker (``hypercorn/trio/run.py``) for the
+plain-TCP binds we use, with two changes:
+
+- **a cap**: a slot of a ``trio.Semaphore(max_connections)`` is taken *before* ``accept`` and
+  given back when the connection closes, so past the cap accepting stops: new clients wait in
+  the kernel's backlog (``hconfig.backlog``) while established ones keep being served;
+- **a head deadline**: hypercorn runs one idle timer from the moment a connection is ready for
+  a request (opened, or its last answer sent) until a complete request head has arrived, and
+  closes the connection when it fires. Here that timer is ``head_timeout_s`` for a connection's
+  first request and hypercorn's ``keep_alive_timeout`` for every later one, so a connection that
+  sends nothing, or half a request line, is closed ``head_timeout_s`` after it was accepted.
+
+The rest is hypercorn's own: the connection (``TCPServer``, h11/h2 protocols, the head size cap
+``h11_max_incomplete_size``), the lifespan, and graceful shutdown (accepting stops, idle
+connections close, in-flight requests get ``graceful_timeout``).
+
+:func:`fit_fd_limit` raises the process's soft ``RLIMIT_NOFILE`` so the cap fits, and lowers the
+cap when the hard limit does not allow it.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import resource
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, ConnectionState
+from hypercorn.utils import ShutdownError, raise_shutdown, repr_socket_addr, wrap_app
+
+log = logging.getLogger(__name__)
+
+# File descriptors kept for everything but client connections: the database pool and the
+# embedded Postgres' pipes, feed WebSockets, sink connections, log files, the event loop's own.
+FD_RESERVE = 256
+# accept() errors that mean "out of a resource for now": wait a little and accept again (as
+# trio.serve_listeners does) rather than crash the server.
+_RETRY_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_RETRY_S = 0.1
+
+
+def plan_fd_limit(cap: int, soft: int, hard: int, reserve: int = FD_RESERVE) -> tuple[int, int]:
+    """``(new_soft, effective_cap)``: the soft ``RLIMIT_NOFILE`` that fits ``cap`` connections
+    plus ``reserve``, never above ``hard`` (``resource.RLIM_INFINITY`` is no bound) nor below
+    ``soft``, and the cap that limit allows (at least 1)."""
+    if soft == resource.RLIM_INFINITY:
+        return soft, cap
+    wanted = cap + reserve
+    new_soft = max(soft, wanted if hard == resource.RLIM_INFINITY else min(wanted, hard))
+    return new_soft, max(1, min(cap, new_soft - reserve))
+
+
+def fit_fd_limit(cap: int, reserve: int = FD_RESERVE) -> int:
+    """Raise the soft open-file limit to fit ``cap`` connections; the cap to use.
+
+    Logs the limit; when the hard limit is too low for ``cap``, the cap is lowered to what it
+    allows and the log says so.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new_soft, effective = plan_fd_limit(cap, soft, hard, reserve)
+    if new_soft != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+    if effective < cap:
+        log.warning(
+            "web: open-file limit %s (hard %s) is too low for max_connections = %d: "
+            "serving at most %d connections (raise the hard limit, e.g. LimitNOFILE)",
+            new_soft,
+            hard,
+            cap,
+            effective,
+        )
+    else:
+        log.info(
+            "web: at most %d connections; open-file limit %s (was %s, hard %s)",
+            effective,
+            new_soft,
+            soft,
+            hard,
+        )
+    return effective
+
+
+class _Connection(TCPServer):
+    """hypercorn's connection with ``head_timeout_s`` as the idle timer of its first request,
+    closed as soon as its client has gone.
+
+    hypercorn's connection ends when its task group does, and the idle timer runs in that group:
+    a client that closes an idle connection (or one it never sent a head on) left its socket,
+    and here its slot, held until the timer fired. ``_read_data`` returns when nothing more can
+    be read, so the timer stops there.
+    """
+
+    def __init__(self, *args: Any, head_timeout_s: float) -> None:
+        super().__init__(*args)
+        self._head_timeout_s = head_timeout_s
+        self._served = False
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        await self.idle_task.stop()
+
+    async def _idle_timeout(self) -> None:
+        # hypercorn's own, but the first wait (from accept to a complete head) is the head's.
+        timeout = self.config.keep_alive_timeout if self._served else self._head_timeout_s
+        self._served = True
+        with trio.move_on_after(timeout):
+            await self.context.terminated.wait()
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
+
+
+async def serve(
+    app: Any,
+    config: HypercornConfig,
+    *,
+    max_connections: int,
+    head_timeout_s: float,
+    shutdown_trigger: Callable[[], Awaitable[object]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve the ASGI ``app`` on ``config``'s binds until ``shutdown_trigger`` returns.
+
+    At most ``max_connections`` connections at once; ``task_status.started`` gets the binds
+    (``["http://127.0.0.1:41234"]``). Raises ``OSError`` when a bind fails.
+    """
+    wrapped: AppWrapper = wrap_app(app, config.wsgi_max_body_size, "asgi")
+    lifespan_state: dict[str, Any] = {}
+    lifespan = Lifespan(wrapped, config, lifespan_state)
+    context = WorkerContext(None)
+    slots = trio.Semaphore(max_connections)
+
+    async def connection(stream: trio.SocketStream) -> None:
+        try:
+            await _Connection(
+                wrapped,
+                config,
+                context,
+                ConnectionState(lifespan_state.copy()),
+                stream,
+                head_timeout_s=head_timeout_s,
+            ).run()
+        finally:
+            slots.release()
+
+    async def accept(listener: trio.SocketListener, handlers: trio.Nursery) -> None:
+        while True:
+            await slots.acquire()
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                slots.release()
+                if error.errno not in _RETRY_ACCEPT:
+                    raise
+                log.error("web: accept failed (%s); retrying in %.1f s", error, _RETRY_S)
+                await trio.sleep(_RETRY_S)
+                continue
+            except BaseException:
+                slots.release()
+                raise
+            handlers.start_soon(connection, stream)
+
+    async with trio.open_nursery() as lifespan_nursery:
+        await lifespan_nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        async with trio.open_nursery() as handlers:
+            sockets = config.create_sockets()
+            listeners = []
+            binds = []
+            for sock in sockets.insecure_sockets:
+                sock.listen(config.backlog)
+                listeners.append(trio.SocketListener(trio.socket.from_stdlib_socket(sock)))
+                binds.append(f"http://{repr_socket_addr(sock.family, sock.getsockname())}")
+            task_status.started(binds)
+            try:
+                async with trio.open_nursery(strict_exception_groups=True) as accepting:
+                    accepting.start_soon(raise_shutdown, shutdown_trigger)
+                    for listener in listeners:
+                        accepting.start_soon(accept, listener, handlers)
+            except BaseExceptionGroup as error:
+                _, other = error.split(ShutdownError)
+                if other is not None:
+                    raise other from None
+            finally:
+                for listener in listeners:
+                    listener.socket.close()  # new clients are refused, not left in the backlog
+                await context.terminated.set()
+                handlers.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
+        await lifespan.wait_for_shutdown()
+        lifespan_nursery.cancel_scope.cancel()
