@@ -113,9 +113,13 @@ async def test_sixty_concurrent_wrong_logins_hash_at_most_the_limits(
             for r in statuses:
                 if r.status_code == 429:
                     refused_politely(r, 429)
-            # the right password from this address is refused too (its pairs are locked) ...
+            # (the flood may have hashed fewer: concurrent ones for a username in flight are
+            # refused.) Failing on to the pair's limit locks vic1 from this address, even
+            # with the right password, and nothing refused is hashed ...
+            for _ in range(SETTINGS.login_per_user):
+                codes.append((await login(api.client, "vic1", "wrong-password")).status_code)
             refused_politely(await login(api.client, "vic1"), 429)
-            assert checks.calls == codes.count(401)
+            assert checks.calls == codes.count(401) <= 3 * SETTINGS.login_per_user
             # ... but the users themselves, at their own address, are not locked out
             async with client_from(api, "127.0.0.2") as own:
                 for name in names:
@@ -252,7 +256,7 @@ async def test_a_registration_flood_does_not_starve_logins(
             assert set(answers) <= {201, 409, 503}, set(answers)
             assert answers.count(409) > 0 and answers.count(201) > 0
             assert hashes.calls == answers.count(201)  # neither 409 nor 503 hashed
-            assert statistics.median(busy) < 5 * quiet + 0.5, (quiet, busy)
+            assert statistics.median(busy) < 5 * quiet + 1.0, (quiet, busy)
             print(
                 f"login quiet p50 {quiet * 1000:.0f} ms, during flood p50 "
                 f"{statistics.median(busy) * 1000:.0f} ms max {max(busy) * 1000:.0f} ms; "
