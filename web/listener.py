@@ -8,7 +8,11 @@ plain-TCP binds we use, with two changes:
 
 - **a cap**: a slot of a ``trio.Semaphore(max_connections)`` is taken *before* ``accept`` and
   given back when the connection closes, so past the cap accepting stops: new clients wait in
-  the kernel's backlog (``hconfig.backlog``) while established ones keep being served;
+  the kernel's backlog (``hconfig.backlog``) while established ones keep being served. While
+  a client waits and some connection has not yet sent its first request head, the oldest such
+  one is closed to make room: a flood of silent connections cannot keep the slots (each would
+  otherwise hold one for ``head_timeout_s``, and the clients behind it wait that long again);
+  a client that has been served is never closed for this;
 - **a head deadline**: hypercorn runs one idle timer from the moment a connection is ready for
   a request (opened, or its last answer sent) until a complete request head has arrived, and
   closes the connection when it fires. Here that timer is ``head_timeout_s`` for a connection's
@@ -93,7 +97,8 @@ def fit_fd_limit(cap: int, reserve: int = FD_RESERVE) -> int:
 
 class _Connection(TCPServer):
     """hypercorn's connection with ``head_timeout_s`` as the idle timer of its first request,
-    closed as soon as its client has gone.
+    closed as soon as its client has gone; while it waits for that first head it is listed in
+    ``headless`` (oldest first) so that :func:`serve` may close it early (``shed``).
 
     hypercorn's connection ends when its task group does, and the idle timer runs in that group:
     a client that closes an idle connection (or one it never sent a head on) left its socket,
@@ -101,10 +106,19 @@ class _Connection(TCPServer):
     be read, so the timer stops there.
     """
 
-    def __init__(self, *args: Any, head_timeout_s: float) -> None:
+    def __init__(
+        self, *args: Any, head_timeout_s: float, headless: dict[_Connection, None]
+    ) -> None:
         super().__init__(*args)
         self._head_timeout_s = head_timeout_s
+        self._headless = headless
         self._served = False
+        self._waiting = trio.CancelScope()
+
+    def shed(self) -> None:
+        """Close this connection now: it has not sent a head and another client needs its slot."""
+        self._headless.pop(self, None)
+        self._waiting.cancel()
 
     async def _read_data(self) -> None:
         await super()._read_data()
@@ -112,10 +126,17 @@ class _Connection(TCPServer):
 
     async def _idle_timeout(self) -> None:
         # hypercorn's own, but the first wait (from accept to a complete head) is the head's.
-        timeout = self.config.keep_alive_timeout if self._served else self._head_timeout_s
+        first = not self._served
         self._served = True
-        with trio.move_on_after(timeout):
-            await self.context.terminated.wait()
+        timeout = self._head_timeout_s if first else self.config.keep_alive_timeout
+        self._waiting = trio.CancelScope()
+        with trio.move_on_after(timeout), self._waiting:
+            if first:
+                self._headless[self] = None
+            try:
+                await self.context.terminated.wait()
+            finally:
+                self._headless.pop(self, None)
         with trio.CancelScope(shield=True):
             await self._initiate_server_close()
 
@@ -139,6 +160,7 @@ async def serve(
     lifespan = Lifespan(wrapped, config, lifespan_state)
     context = WorkerContext(None)
     slots = trio.Semaphore(max_connections)
+    headless: dict[_Connection, None] = {}  # connections yet to send a head, oldest first
 
     async def connection(stream: trio.SocketStream) -> None:
         try:
@@ -149,12 +171,17 @@ async def serve(
                 ConnectionState(lifespan_state.copy()),
                 stream,
                 head_timeout_s=head_timeout_s,
+                headless=headless,
             ).run()
         finally:
             slots.release()
 
     async def accept(listener: trio.SocketListener, handlers: trio.Nursery) -> None:
         while True:
+            if not slots.value:
+                await trio.lowlevel.wait_readable(listener.socket)  # a client is waiting
+                if headless and not slots.value:
+                    next(iter(headless)).shed()
             await slots.acquire()
             try:
                 stream = await listener.accept()

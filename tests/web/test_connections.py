@@ -157,7 +157,13 @@ async def test_an_idle_keep_alive_connection_is_closed_after_keep_alive_s(
         assert SHORT * 0.8 <= held <= SHORT + SLACK
 
 
-async def test_past_the_cap_new_connections_wait_and_established_ones_are_served(
+async def _is_closed(stream: trio.SocketStream) -> bool:
+    with trio.move_on_after(0.05):
+        return await stream.receive_some(65536) == b""
+    return False
+
+
+async def test_a_flood_past_the_cap_sheds_silent_connections_and_established_ones_are_served(
     store: Any, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     cap = 20
@@ -169,20 +175,44 @@ async def test_past_the_cap_new_connections_wait_and_established_ones_are_served
             assert await _get(established, kept, "/healthz") == 200
             await trio.sleep(0.2)  # the fixture's own client has gone: its slot is free
             flood = [await trio.open_tcp_stream("127.0.0.1", api.port) for _ in range(cap + 10)]
-            await trio.sleep(0.2)
+            await trio.sleep(0.5)
 
-            assert await _get(established, kept, "/healthz") == 200  # still served
+            # the cap holds: the oldest silent connections were closed to let the newer in
+            still_open = [s for s in flood if not await _is_closed(s)]
+            assert len(still_open) <= cap - 1
+            assert not await _is_closed(flood[-1])
+            assert await _get(established, kept, "/healthz") == 200  # served throughout
+
+            newcomer = await trio.open_tcp_stream("127.0.0.1", api.port)
+            assert await _get(newcomer, h11.Connection(h11.CLIENT), "/healthz") == 200
+            for stream in flood:
+                await stream.aclose()
+            assert await _get(established, kept, "/healthz") == 200
+
+
+async def test_past_the_cap_new_connections_wait_for_a_slot(
+    store: Any, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    cap = 3
+    env = _env(max_connections=cap, head_timeout_s=30.0, keep_alive_s=30.0)
+    async with server(store, nursery, tmp_path, env) as api:
+        with trio.fail_after(20):
+            await trio.sleep(0.2)  # the fixture's own client has gone: its slot is free
+            served = [await trio.open_tcp_stream("127.0.0.1", api.port) for _ in range(cap)]
+            conns = [h11.Connection(h11.CLIENT) for _ in served]
+            for stream, conn in zip(served, conns, strict=True):
+                assert await _get(stream, conn, "/healthz") == 200  # none is shed: all served
 
             newcomer = await trio.open_tcp_stream("127.0.0.1", api.port)  # in the backlog
             fresh = h11.Connection(h11.CLIENT)
             with trio.move_on_after(1.0) as waited:
                 await _get(newcomer, fresh, "/healthz")
             assert waited.cancelled_caught, "a connection past the cap was served"
+            for stream, conn in zip(served, conns, strict=True):
+                assert await _get(stream, conn, "/healthz") == 200  # still served
 
-            for stream in flood:
-                await stream.aclose()
-            assert (await _response(newcomer, fresh)).status_code == 200  # served again
-            assert await _get(established, kept, "/healthz") == 200
+            await served[0].aclose()
+            assert (await _response(newcomer, fresh)).status_code == 200  # its slot, then
 
 
 def test_the_fd_plan_fits_the_cap_under_the_hard_limit() -> None:
