@@ -1,6 +1,7 @@
 """The engine: one ``trio.run``, one root nursery, actors that talk only through memory channels.
 
-Read ``run_engine`` top to bottom: it opens the store, loads the book from it, then starts the
+Read ``run_engine`` top to bottom: it opens the store, records the fires a crash left in the
+fire journal (``engine/store/journal.py``), loads the book from the store, then starts the
 delivery loops (one per enabled sink: undelivered notifications go out at once), the fire
 recorder, the book, the symbol directory (each exchange's traded symbols), the feeds, and
 last the web. Each actor is started with ``await nursery.start(...)``, so the next one begins
@@ -54,7 +55,7 @@ from engine.parts import Parts
 from engine.plugins.registry import FeedRegistry
 from engine.quarantine import Quarantine
 from engine.sinks.delivery import Delivery
-from engine.store import Store, open_store, run_fire_recorder
+from engine.store import FireJournal, Store, open_store, replay, run_fire_recorder
 from web.server import run_web  # the root starts the web (the engine-below-web contract allows it)
 
 log = logging.getLogger(__name__)
@@ -109,9 +110,13 @@ async def run_engine(
     commands_send, commands_recv = trio.open_memory_channel[BookCommand](COMMAND_BUFFER)
     fires_send, fires_recv = trio.open_memory_channel[Fire](FIRE_BUFFER)
 
+    journal = FireJournal.for_database(config.database)
     async with trio_asyncio.open_loop(), open_store(config.database) as store:
-        book = await load_book(store, quarantine)
-        parts = assemble(config, store, book, commands_send, feeds, metrics, quarantine)
+        parts = assemble(config, store, TriggerBook(), commands_send, feeds, metrics, quarantine)
+        # Fires seen before a crash while the database was away are recorded first, so their
+        # alerts are not loaded as live (engine/store/journal.py).
+        await replay(journal, store, parts.delivery.fire_channels())
+        book = await load_book(store, quarantine, parts.book)
         settle_heap()
 
         # The back end runs in ``back``, shielded: the engine's cancellation lands on the web
@@ -122,7 +127,7 @@ async def run_engine(
                 async with trio.open_nursery() as nursery:
                     await nursery.start(parts.delivery.run)
                     await nursery.start(
-                        partial(run_fire_recorder, committed=parts.delivery.wake),
+                        partial(run_fire_recorder, committed=parts.delivery.wake, journal=journal),
                         store,
                         fires_recv,
                         parts.delivery.fire_channels(),
@@ -205,13 +210,16 @@ def assemble(
     )
 
 
-async def load_book(store: Store, quarantine: Quarantine) -> TriggerBook:
-    """The book of every live alert, for the start. A row that cannot be read as a trigger, or
-    whose trigger the book cannot hold (stored before the database had its constraints), never
-    stops the start: it is quarantined (``"load"``) under its alert id and stays ``created``,
-    so its owner sees why it does not fire and can delete it."""
+async def load_book(
+    store: Store, quarantine: Quarantine, book: TriggerBook | None = None
+) -> TriggerBook:
+    """The book of every live alert, for the start (loaded into ``book`` when given). A row
+    that cannot be read as a trigger, or whose trigger the book cannot hold (stored before the
+    database had its constraints), never stops the start: it is quarantined (``"load"``) under
+    its alert id and stays ``created``, so its owner sees why it does not fire and can delete
+    it."""
     refused_rows: list[tuple[int | None, str]] = []
-    book = TriggerBook()
+    book = TriggerBook() if book is None else book
     refused = book.bulk_load(await store.load_live_triggers(refused_rows))
     for alert_id, reason in refused_rows:
         quarantine.add("load", reason, alert_id=alert_id)

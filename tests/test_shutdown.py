@@ -11,6 +11,7 @@ What a client must be able to rely on: every 201 is a committed row, every other
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -128,3 +129,40 @@ def test_a_create_refused_at_shutdown_is_a_503_problem_with_retry_after() -> Non
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.content_type == "application/problem+json"
+
+
+async def test_a_start_records_the_journalled_fires_before_it_loads_the_book(
+    tmp_path: Path, database: str
+) -> None:
+    """What a crash while the database was away leaves (engine/store/journal.py): the next
+    start records it first, so the alert is triggered and not loaded into the book."""
+    import trio_asyncio
+
+    from engine.model import AlertStatus, Direction, Fire, Tick
+    from engine.store import FireJournal
+
+    with trio.fail_after(60):
+        async with serve_exchange(read_binance_request) as server:
+            config = engine_config(tmp_path, database, server)
+            journal = FireJournal.for_database(config.database)
+            async with trio_asyncio.open_loop(), open_store(config.database) as store:
+                owner = await store.create_user("j", "j@example.com", "h")
+                fired, live = [
+                    await store.create_alert(
+                        owner.id, "binance", "BTCUSDT", Decimal(p), Direction.ABOVE, ""
+                    )
+                    for p in ("10", "20")
+                ]
+            tick = Tick("binance", "BTCUSDT", Decimal("10.5"))
+            await journal.append([Fire(tick, (fired.trigger(),), fired_at_ms=1_700_000_000_000)])
+            async with trio.open_nursery() as nursery:
+                engine: Engine = await nursery.start(run_engine, config, load_registry())
+                assert len(engine.parts.book) == 1  # only the alert that did not fire
+                alert = await engine.parts.store.get_alert(owner.id, fired.id)
+                assert alert is not None and alert.status is AlertStatus.TRIGGERED
+                assert alert.triggered_price == Decimal("10.5")
+                assert (await engine.parts.store.get_alert(owner.id, live.id)).status is (  # type: ignore[union-attr]
+                    AlertStatus.CREATED
+                )
+                assert await journal.read() == []
+                nursery.cancel_scope.cancel()

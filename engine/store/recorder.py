@@ -9,8 +9,19 @@ backlog, then back-pressure reaches the book).
 
 Recording is idempotent: only alerts still ``created`` change, so a batch retried after an
 ambiguous failure (the commit happened but the answer was lost) adds no second outbox row.
-A fire lost before its commit (the process killed) is safe too: the alert is still ``created``,
-so the next start puts it back in the book.
+
+A fire not yet committed lives only in memory, and a ``kill -9`` loses it: its alert is still
+``created``, so the next start puts it back in the book, where it fires again only on a new
+crossing. In normal running that window is one commit (milliseconds). While the database is
+away it lasts the whole outage, so with a :class:`~engine.store.journal.FireJournal` the window
+is closed: a batch that fails is appended to the journal (``fsync``, in a worker thread) before
+it is retried, and while it is retried the recorder keeps taking the fires the book sends (up to
+``HOLD_MAX`` in hand), journalling each, so the book keeps running and what it fired is on disk;
+the journal is emptied once they are committed, and replayed at the next start otherwise
+(``engine.store.journal.replay``, before the book is loaded). What is left: past ``HOLD_MAX``
+fires in one outage the book is held back (back-pressure) and the fire channel's buffer (up to
+its size, 4,096 in the engine) is in memory only; a journal that cannot be written (a full
+disk) is logged and the fires are kept in memory as before.
 
 A batch the database refuses (:class:`StoreRefused`: a tick time or price outside what it
 holds) is never retried as it is, and never stops the recorder: it is bisected, one trigger per
@@ -24,7 +35,8 @@ logged, shown on the alert) and left ``created``, to be loaded again at the next
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 import msgspec
 import trio
@@ -34,6 +46,7 @@ from engine.errors import StoreRefused, StoreUnavailable
 from engine.metrics import Metrics
 from engine.model import Fire, FireChannels
 from engine.quarantine import Quarantine
+from engine.store.journal import FireJournal
 from engine.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +55,7 @@ MAX_BATCH = 4096  # fires per commit; a tick rarely fires more than a handful
 GRACE_S = 10.0  # at shutdown, how long the final flush may take
 BACKOFF_FIRST_S = 0.05
 BACKOFF_CAP_S = 5.0
+HOLD_MAX = 65_536  # fires taken in and journalled while the database is away, before back-pressure
 
 
 async def run_fire_recorder(
@@ -52,24 +66,27 @@ async def run_fire_recorder(
     quarantine: Quarantine,
     *,
     committed: Callable[[], None] | None = None,
+    journal: FireJournal | None = None,
     max_batch: int = MAX_BATCH,
     grace_s: float = GRACE_S,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Record fires until ``fires`` is closed by its senders (then flush and return) or the
     task is cancelled (then flush what it holds and what is queued, shielded, for at most
-    ``grace_s``; fires still unrecorded after that stay ``created`` in the database).
+    ``grace_s``; fires still unrecorded after that stay ``created`` in the database, and are in
+    ``journal`` when one is given).
 
     ``channels`` says which outbox rows a fire queues (``Store.record_fires``); ``committed`` is
     called after each batch that queued any (the delivery loops' wake-up, so a notification
-    waits for no poll). A fire the database refuses goes to ``quarantine`` (see the module
-    docstring). Raises
+    waits for no poll). ``journal`` keeps the fires of a batch that could not be committed until
+    they are (see the module docstring). A fire the database refuses goes to ``quarantine``.
+    Raises
     whatever :meth:`Store.record_fires` raises other than :class:`StoreUnavailable` and
     :class:`StoreRefused` (a bug, not an outage or a value), after which the engine stops.
     """
     if not isinstance(channels, FireChannels):
         channels = FireChannels(account=tuple(dict.fromkeys(channels)))
-    recorder = _Recorder(store, channels, metrics, quarantine, committed)
+    recorder = _Recorder(store, channels, metrics, quarantine, committed, journal)
     batch: list[Fire] = []
     task_status.started()
     async with fires:  # closed only after the final drain below
@@ -81,7 +98,7 @@ async def run_fire_recorder(
                     except trio.EndOfChannel:
                         return
                 _drain(fires, batch, max_batch)
-                await recorder.commit(batch)
+                await recorder.commit(batch, partial(_drain, fires, limit=HOLD_MAX))
                 batch.clear()
         finally:
             _drain(fires, batch, limit=None)
@@ -95,10 +112,12 @@ async def _flush(recorder: _Recorder, batch: list[Fire], grace_s: float) -> None
         await recorder.commit(batch)
     if scope.cancelled_caught:
         log.error(
-            "shutdown: %d fires not recorded within %.1f s; their alerts stay "
-            "'created' and return to the book at the next start",
+            "shutdown: %d fires not recorded within %.1f s; their alerts stay 'created': %s",
             len(batch),
             grace_s,
+            "recorded from the journal at the next start"
+            if recorder.journal is not None
+            else "back in the book at the next start",
         )
 
 
@@ -121,17 +140,24 @@ class _Recorder:
         metrics: Metrics,
         quarantine: Quarantine,
         committed: Callable[[], None] | None,
+        journal: FireJournal | None = None,
     ) -> None:
+        self.journal = journal
+        self.journalled = False  # the journal holds fires not yet recorded
         self.store = store
         self.channels = channels
         self.committed = committed
         self.metrics = metrics
         self.quarantine = quarantine
 
-    async def commit(self, batch: list[Fire]) -> None:
-        """Record ``batch``; what the database refuses is isolated and quarantined."""
+    async def commit(
+        self, batch: list[Fire], take_more: Callable[[list[Fire]], None] | None = None
+    ) -> None:
+        """Record ``batch``; what the database refuses is isolated and quarantined. While the
+        database is away, ``take_more(batch)`` moves further fires into ``batch`` (journalled,
+        then recorded with it). The journal is emptied once ``batch`` is done."""
         try:
-            await self.record(batch)
+            await self.record(batch, take_more)
         except StoreRefused as refusal:
             units = [
                 fire if len(fire.triggers) == 1 else msgspec.structs.replace(fire, triggers=(t,))
@@ -139,15 +165,28 @@ class _Recorder:
                 for t in fire.triggers
             ]
             await self._isolate(units, refusal)
+        if self.journalled and self.journal is not None:
+            await self._journal(self.journal.clear)
+            self.journalled = False
 
-    async def record(self, fires: list[Fire]) -> list[int]:
+    async def record(
+        self, fires: list[Fire], take_more: Callable[[list[Fire]], None] | None = None
+    ) -> list[int]:
         """One ``record_fires`` for ``fires``, retried while the database is away (until it
-        succeeds or we are cancelled). Raises :class:`StoreRefused` at once."""
+        succeeds or we are cancelled), the fires journalled before the first retry. Raises
+        :class:`StoreRefused` at once."""
         backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_CAP_S)
+        journalled = 0 if self.journal is not None else len(fires)
         while True:
             try:
                 marked = await self.store.record_fires(fires, self.channels)
             except StoreUnavailable as exc:
+                if take_more is not None and self.journal is not None:
+                    take_more(fires)
+                if journalled < len(fires) and self.journal is not None:
+                    if await self._journal(partial(self.journal.append, fires[journalled:])):
+                        self.journalled = True
+                    journalled = len(fires)
                 pause = backoff.next_delay()
                 self.metrics.store_retries.inc()
                 log.warning(
@@ -218,6 +257,16 @@ class _Recorder:
             alert_id=trigger.id,
             sample=_sample(fire),
         )
+
+    async def _journal(self, write: Callable[[], Awaitable[None]]) -> bool:
+        """Run one journal write; a failure (a full disk) is logged, not raised: the fires are
+        still held and retried in memory."""
+        try:
+            await write()
+        except OSError:
+            log.error("the fire journal cannot be written; fires wait in memory", exc_info=True)
+            return False
+        return True
 
 
 def _sample(fire: Fire) -> str:
