@@ -166,3 +166,51 @@ async def test_a_start_records_the_journalled_fires_before_it_loads_the_book(
                 )
                 assert await journal.read() == []
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_web_that_cannot_start_stops_the_back_end_too(
+    tmp_path: Path, database: str
+) -> None:
+    """The back end runs shielded until the web cancels it: a web that fails at its start (a
+    port in use) must still end it, and the engine raises instead of hanging."""
+    import dataclasses
+    import socket
+
+    with trio.fail_after(60):
+        async with serve_exchange(read_binance_request) as server:
+            config = engine_config(tmp_path, database, server)
+            with socket.socket() as taken:
+                taken.bind(("127.0.0.1", 0))
+                taken.listen()
+                port = taken.getsockname()[1]
+                config = dataclasses.replace(
+                    config, http=dataclasses.replace(config.http, port=port)
+                )
+                with pytest.RaisesGroup(OSError, flatten_subgroups=True, allow_unwrapped=True):
+                    await run_engine(config, load_registry())
+
+
+async def test_a_back_end_that_fails_drains_the_web_and_raises(
+    tmp_path: Path, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An actor of the back end that fails (here the feeds, once started) ends its nursery; the
+    web is then cancelled (it drains) and the engine raises the actor's error."""
+    import engine.app
+
+    async def failing_feeds(
+        *args: object, task_status: trio.TaskStatus[None], **kw: object
+    ) -> None:
+        task_status.started()
+        await trio.sleep(0.2)
+        raise RuntimeError("a feed bug (test)")
+
+    monkeypatch.setattr(engine.app, "run_feeds", failing_feeds)
+    with trio.fail_after(60):
+        async with serve_exchange(read_binance_request) as server:
+            config = engine_config(tmp_path, database, server)
+            with pytest.RaisesGroup(
+                pytest.RaisesExc(RuntimeError, match="a feed bug"),
+                flatten_subgroups=True,
+                allow_unwrapped=True,
+            ):
+                await run_engine(config, load_registry())
