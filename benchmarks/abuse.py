@@ -4,13 +4,16 @@ this machine, loopback only, bounded in count and time (issue 15).
     triggerbook bench abuse [--only floods,slow_bodies,logins,registrations,symbols,shutdown]
                             [--quick] [--json] [--flood N] [--flood-wait S] [--slow N]
                             [--slow-wait S] [--logins N] [--reg-clients N] [--reg-seconds S]
-                            [--symbols N] [--burst-clients N]
+                            [--symbols N] [--burst-clients N] [--burst-before S] [--commit REV]
 
 The real engine runs as a child process (``python -m engine.cli run --config <tmp toml>``): an
 embedded Postgres in a temporary data dir, ``[http] port`` a free port, ``[feeds.binance] url``
 this process's local exchange server (``engine.feeds.testing``), ``[limits]`` raised for the
 symbol churn. Only keys the config schema knows are written, so the harness runs against whatever
-main has; it measures, it does not assert. The child's open files and RSS are sampled with psutil
+main has; it measures, it does not assert. The engine is this working tree's, or with ``--commit``
+that commit's (``git archive`` into the temporary directory). Before each scenario the harness
+waits for the engine to go idle (work queued by the last one, such as hashes for clients long
+gone, would count in the next). The child's open files and RSS are sampled with psutil
 (before, peak, after each scenario); meanwhile a legitimate client probes ``/healthz`` (every
 50 ms), logs in (every second, from 127.0.0.1) and creates an alert (every 0.5 s). Attackers speak
 from other loopback addresses (127.0.0.2, 127.0.0.3), so a per-address limit on them does not
