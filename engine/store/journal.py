@@ -97,6 +97,21 @@ class FireJournal:
             return
 
 
+def _once_each(fires: list[Fire]) -> list[Fire]:
+    """``fires`` with each trigger in its first fire only (a batch journalled again by the
+    shutdown's flush is in the file twice)."""
+    seen: set[int] = set()
+    unique = []
+    for fire in fires:
+        triggers = tuple(t for t in fire.triggers if t.id not in seen)
+        seen.update(t.id for t in triggers)
+        if len(triggers) == len(fire.triggers):
+            unique.append(fire)
+        elif triggers:
+            unique.append(msgspec.structs.replace(fire, triggers=triggers))
+    return unique
+
+
 async def replay(journal: FireJournal, store: Store, channels: FireChannels) -> list[int]:
     """Record the fires ``journal`` holds, then empty it; the alert ids marked ``triggered``.
 
@@ -105,7 +120,7 @@ async def replay(journal: FireJournal, store: Store, channels: FireChannels) -> 
     again). Raises :class:`StoreUnavailable` when the database cannot be reached: the journal is
     then kept for the next start.
     """
-    fires = await journal.read()
+    fires = _once_each(await journal.read())
     if not fires:
         return []
     try:

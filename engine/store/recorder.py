@@ -13,15 +13,19 @@ ambiguous failure (the commit happened but the answer was lost) adds no second o
 A fire not yet committed lives only in memory, and a ``kill -9`` loses it: its alert is still
 ``created``, so the next start puts it back in the book, where it fires again only on a new
 crossing. In normal running that window is one commit (milliseconds). While the database is
-away it lasts the whole outage, so with a :class:`~engine.store.journal.FireJournal` the window
-is closed: a batch that fails is appended to the journal (``fsync``, in a worker thread) before
-it is retried, and while it is retried the recorder keeps taking the fires the book sends (up to
-``HOLD_MAX`` in hand), journalling each, so the book keeps running and what it fired is on disk;
-the journal is emptied once they are committed, and replayed at the next start otherwise
-(``engine.store.journal.replay``, before the book is loaded). What is left: past ``HOLD_MAX``
-fires in one outage the book is held back (back-pressure) and the fire channel's buffer (up to
-its size, 4,096 in the engine) is in memory only; a journal that cannot be written (a full
-disk) is logged and the fires are kept in memory as before.
+away it lasts the whole outage (backoff pauses up to 5 s, for as long as it takes), and the
+fire channel's buffer (4,096 fires in the engine) fills with more. With a
+:class:`~engine.store.journal.FireJournal` that window is closed: a batch that fails is appended
+to the journal (``fsync``, in a worker thread) before it is retried, and through each backoff
+pause the recorder keeps taking the fires the book sends (up to ``HOLD_MAX`` in hand),
+journalling each as it comes, so the book keeps running and what it fired is on disk within an
+``fsync`` (milliseconds). The journal is emptied once they are committed, and replayed at the
+next start otherwise (``engine.store.journal.replay``, before the book is loaded). What is left
+in memory only: fires that arrive during a failing attempt itself (until it fails: at once for
+a server that is down, up to the connection timeout for one that does not answer); past
+``HOLD_MAX`` fires in one outage, the book is held back (back-pressure) and the channel's buffer;
+and everything when the journal cannot be written (a full disk: logged, the fires kept in
+memory as before).
 
 A batch the database refuses (:class:`StoreRefused`: a tick time or price outside what it
 holds) is never retried as it is, and never stops the recorder: it is bisected, one trigger per
@@ -55,6 +59,7 @@ MAX_BATCH = 4096  # fires per commit; a tick rarely fires more than a handful
 GRACE_S = 10.0  # at shutdown, how long the final flush may take
 BACKOFF_FIRST_S = 0.05
 BACKOFF_CAP_S = 5.0
+Take = Callable[[int], Awaitable[list[Fire]]]  # (limit) -> the next fires the book sends
 HOLD_MAX = 65_536  # fires taken in and journalled while the database is away, before back-pressure
 
 
@@ -98,7 +103,7 @@ async def run_fire_recorder(
                     except trio.EndOfChannel:
                         return
                 _drain(fires, batch, max_batch)
-                await recorder.commit(batch, partial(_drain, fires, limit=HOLD_MAX))
+                await recorder.commit(batch, partial(_take, fires))
                 batch.clear()
         finally:
             _drain(fires, batch, limit=None)
@@ -119,6 +124,19 @@ async def _flush(recorder: _Recorder, batch: list[Fire], grace_s: float) -> None
             if recorder.journal is not None
             else "back in the book at the next start",
         )
+
+
+async def _take(fires: trio.MemoryReceiveChannel[Fire], limit: int) -> list[Fire]:
+    """Wait for a fire, then take what is queued: at most ``limit`` (none once the channel is
+    closed). Nothing is lost to a cancellation: a memory channel's ``receive`` then takes
+    nothing, and nothing awaits after it."""
+    taken: list[Fire] = []
+    try:
+        taken.append(await fires.receive())
+    except trio.EndOfChannel:
+        return taken
+    _drain(fires, taken, limit)
+    return taken
 
 
 def _drain(fires: trio.MemoryReceiveChannel[Fire], batch: list[Fire], limit: int | None) -> None:
@@ -150,12 +168,11 @@ class _Recorder:
         self.metrics = metrics
         self.quarantine = quarantine
 
-    async def commit(
-        self, batch: list[Fire], take_more: Callable[[list[Fire]], None] | None = None
-    ) -> None:
+    async def commit(self, batch: list[Fire], take_more: Take | None = None) -> None:
         """Record ``batch``; what the database refuses is isolated and quarantined. While the
-        database is away, ``take_more(batch)`` moves further fires into ``batch`` (journalled,
-        then recorded with it). The journal is emptied once ``batch`` is done."""
+        database is away, the fires ``take_more(limit)`` brings during each backoff pause
+        join ``batch`` (journalled, then recorded with it). The journal is emptied once
+        ``batch`` is done."""
         try:
             await self.record(batch, take_more)
         except StoreRefused as refusal:
@@ -169,11 +186,10 @@ class _Recorder:
             await self._journal(self.journal.clear)
             self.journalled = False
 
-    async def record(
-        self, fires: list[Fire], take_more: Callable[[list[Fire]], None] | None = None
-    ) -> list[int]:
+    async def record(self, fires: list[Fire], take_more: Take | None = None) -> list[int]:
         """One ``record_fires`` for ``fires``, retried while the database is away (until it
-        succeeds or we are cancelled), the fires journalled before the first retry. Raises
+        succeeds or we are cancelled); with a journal, the fires are journalled before the
+        first retry, and those ``take_more`` brings during a pause as they come. Raises
         :class:`StoreRefused` at once."""
         backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_CAP_S)
         journalled = 0 if self.journal is not None else len(fires)
@@ -181,12 +197,6 @@ class _Recorder:
             try:
                 marked = await self.store.record_fires(fires, self.channels)
             except StoreUnavailable as exc:
-                if take_more is not None and self.journal is not None:
-                    take_more(fires)
-                if journalled < len(fires) and self.journal is not None:
-                    if await self._journal(partial(self.journal.append, fires[journalled:])):
-                        self.journalled = True
-                    journalled = len(fires)
                 pause = backoff.next_delay()
                 self.metrics.store_retries.inc()
                 log.warning(
@@ -196,7 +206,22 @@ class _Recorder:
                     exc,
                     pause,
                 )
-                await trio.sleep(pause)
+                deadline = trio.current_time() + pause
+                while self.journal is not None:  # journal what is held, then what comes
+                    if journalled < len(fires):
+                        if await self._journal(partial(self.journal.append, fires[journalled:])):
+                            self.journalled = True
+                        journalled = len(fires)
+                    left, room = deadline - trio.current_time(), HOLD_MAX - len(fires)
+                    if take_more is None or left <= 0 or room <= 0:
+                        break
+                    more: list[Fire] = []
+                    with trio.move_on_after(left):
+                        more = await take_more(room)
+                    if not more:  # the pause is over (or the book has stopped)
+                        break
+                    fires.extend(more)
+                await trio.sleep_until(deadline)
                 continue
             self.metrics.fires_recorded.inc(len(marked))
             if marked and self.committed is not None:

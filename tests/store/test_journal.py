@@ -21,7 +21,15 @@ from engine.errors import StoreUnavailable
 from engine.metrics import Metrics
 from engine.model import Direction, Fire, FireChannels, Tick, Trigger
 from engine.quarantine import Quarantine
-from engine.store import FireJournal, Store, embedded, open_store, replay, run_fire_recorder
+from engine.store import (
+    FireJournal,
+    Store,
+    embedded,
+    open_store,
+    recorder,
+    replay,
+    run_fire_recorder,
+)
 from tests.store.test_recorder import _config, _counts, _own_server
 
 CHILD = Path(__file__).with_name("journal_child.py")
@@ -110,9 +118,10 @@ class DownStore:
 
 
 async def test_while_the_database_is_away_the_recorder_journals_what_the_book_fires(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # (the real clock: journal writes run in threads, which an autojump clock would outrun)
+    monkeypatch.setattr(recorder, "BACKOFF_FIRST_S", 4.0)  # one long pause: all of it inside
     journal = FireJournal(tmp_path / "fires.journal")
     down = DownStore(failures=None)
     metrics = Metrics()
@@ -141,8 +150,10 @@ async def test_while_the_database_is_away_the_recorder_journals_what_the_book_fi
             )
             async with send:
                 for i in range(1, 6):  # taken in (and journalled) while the database is away
-                    await send.send(_fire(i))
+                    with trio.fail_after(2):  # the book is never held back for a pause
+                        await send.send(_fire(i))
                 await all_journalled()
+                assert len(down.calls) == 1  # all of them during the first backoff pause
                 down.up = True
     assert down.calls[-1] == [1, 2, 3, 4, 5]  # recorded together once it was back
     assert metrics.fires_recorded.get() == 5
@@ -183,15 +194,39 @@ async def test_a_journal_that_cannot_be_written_leaves_the_fires_in_memory(
     assert "the fire journal cannot be written" in caplog.text
 
 
+async def test_replay_records_a_fire_journalled_twice_once(store: Store, tmp_path: Path) -> None:
+    with trio.fail_after(30):
+        owner = await store.create_user("two", "two@example.com", "h")
+        a, b = [
+            await store.create_alert(
+                owner.id, "binance", "BTCUSDT", Decimal(p), Direction.ABOVE, ""
+            )
+            for p in (1, 2)
+        ]
+        journal = FireJournal(tmp_path / "fires.journal")
+        tick = Tick("binance", "BTCUSDT", Decimal(3))
+        both = Fire(tick, (a.trigger(), b.trigger()))
+        await journal.append([both, Fire(tick, (b.trigger(),)), both])  # a flush wrote it again
+        assert await replay(journal, store, CONSOLE) == [a.id, b.id]
+        assert {i: c for i, c in (await _counts(store)).items()} == {
+            a.id: ("triggered", 1),
+            b.id: ("triggered", 1),
+        }
+
+
 async def test_replay_skips_a_fire_the_database_refuses(store: Store, tmp_path: Path) -> None:
     with trio.fail_after(30):
         owner = await store.create_user("ref", "ref@example.com", "h")
-        alert = await store.create_alert(
-            owner.id, "binance", "BTCUSDT", Decimal(1), Direction.ABOVE, ""
-        )
+        refused, alert = [
+            await store.create_alert(
+                owner.id, "binance", "BTCUSDT", Decimal(p), Direction.ABOVE, ""
+            )
+            for p in (1, 2)
+        ]
         journal = FireJournal(tmp_path / "fires.journal")
-        good = Fire(Tick("binance", "BTCUSDT", Decimal(2)), (alert.trigger(),))
-        huge = Fire(Tick("binance", "BTCUSDT", Decimal("1e40")), (alert.trigger(),))
+        huge = Fire(Tick("binance", "BTCUSDT", Decimal("1e40")), (refused.trigger(),))
+        good = Fire(Tick("binance", "BTCUSDT", Decimal(3)), (alert.trigger(),))
         await journal.append([huge, good])
         assert await replay(journal, store, CONSOLE) == [alert.id]
+        assert [t.id for t in await store.load_live_triggers()] == [refused.id]  # back in the book
         assert await journal.read() == []
