@@ -11,7 +11,7 @@ trailing slash is optional on every path (the document lists what each spelling 
 
 :func:`create_app` returns a :class:`WebApp`: the Quart app, the ASGI app the server serves
 (the Quart app behind ``web/fastlane.py``), the shared :class:`State` whose batchers the
-server runs, and the routes.
+server runs, the routes, and the live streams (``web/stream.py``, in front of both).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from web.fastlane import ASGIApp, FastLane
 from web.openapi import build_spec
 from web.problems import INTERNAL, allowed_only, from_error, from_http, options_answer, problem
 from web.spec import Route
+from web.stream import StreamApp, Streams
 from web.validation import Body
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class WebApp:
     asgi: ASGIApp
     state: State
     routes: list[Route]
+    streams: Streams  # the open ``/api/stream`` connections, for publishers (web/stream.py)
 
 
 class PathId(IntegerConverter):
@@ -187,7 +189,8 @@ def create_app(ctx: Parts, secret: str, settings: WebSettings | None = None) -> 
             provide_automatic_options=False,
         )
     _install_error_handlers(app, Methods(app.url_map, routes))
-    asgi = FastLane(app, state, error_response, settings.max_body, enabled=settings.fast_lane)
+    lane = FastLane(app, state, error_response, settings.max_body, enabled=settings.fast_lane)
+    asgi = StreamApp(lane, state)  # WebSocket /api/stream, served past Quart
     metrics = ctx.metrics
 
     @app.after_request
@@ -196,7 +199,7 @@ def create_app(ctx: Parts, secret: str, settings: WebSettings | None = None) -> 
         metrics.http_requests.inc(method=method, status=str(response.status_code))
         return response
 
-    return WebApp(app, asgi, state, routes)
+    return WebApp(app, asgi, state, routes, asgi.streams)
 
 
 def error_response(error: BaseException, method: str, path: str) -> Response:

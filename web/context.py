@@ -34,7 +34,10 @@ class WebSettings:
     ``grace_s`` is how long in-flight requests may
     finish once the server is cancelled. ``fast_lane`` serves the hottest requests past Quart
     (``web/fastlane.py``); off, every request goes through the app, which is what
-    ``benchmarks/api_load.py`` compares it with.
+    ``benchmarks/api_load.py`` compares it with. ``stream_*`` bound ``/api/stream``
+    (``web/stream.py``): seconds between two prices of a symbol, symbols per stream, messages
+    queued for a client before it is dropped as too slow, streams per user and in all, and
+    seconds for the first (auth) message.
     """
 
     bcrypt_rounds: int = 12
@@ -47,6 +50,12 @@ class WebSettings:
     login_window_s: float = 300.0
     grace_s: float = 5.0
     fast_lane: bool = True
+    stream_interval_s: float = 0.25
+    stream_symbols: int = 20
+    stream_buffer: int = 256
+    stream_per_user: int = 5
+    stream_total: int = 1000
+    stream_auth_s: float = 5.0
 
 
 @dataclass(slots=True)

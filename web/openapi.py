@@ -162,7 +162,16 @@ def build_spec(
             "application/problem+json. Prices are exact decimals, sent as strings. "
             "A trailing slash is optional on every path. OPTIONS on any path answers 204 "
             "with Allow (no token needed); HEAD is served wherever GET is; any other method "
-            "a path does not serve is a 405 with the same Allow.",
+            "a path does not serve is a 405 with the same Allow. "
+            "Live prices: the WebSocket `/api/stream` (not an HTTP operation, so not under "
+            'paths). The first message authenticates, `{"type": "auth", "token": "<access>"}` '
+            "(never a token in the URL; else close 4401); then "
+            '`{"type": "subscribe"|"unsubscribe", "symbols": [{"exchange", "symbol"}]}` (at '
+            "most 20 symbols, spelt as the API spells them; answered with `subscribed` or "
+            '`error`) and `{"type": "ping"}` (answered `pong`). The server sends `{"type": '
+            '"price", "exchange", "symbol", "price", "time"}` at most 4 times a second per '
+            "symbol, the latest price only. A client that does not read is closed 4429 (too "
+            "slow); at most 5 streams per user (4408) and 1000 in all (4503).",
         },
         "paths": paths,
         "components": {

@@ -28,6 +28,7 @@ from web.listener import fit_fd_limit, serve
 
 log = logging.getLogger(__name__)
 
+WS_PING_S = 15.0  # hypercorn pings every WebSocket (/api/stream) this often; off by default
 MAX_HEAD = 16 * 1024  # bytes of request line and headers (hypercorn's h11 answers 431 past it)
 
 
@@ -47,6 +48,7 @@ def hypercorn_config(
     hconfig.keep_alive_timeout = http.keep_alive_s
     hconfig.h11_max_incomplete_size = MAX_HEAD
     hconfig.read_timeout = None
+    hconfig.websocket_ping_interval = WS_PING_S
     hconfig.backlog = 1024
     return hconfig
 

@@ -1,0 +1,317 @@
+"""The live stream: ``/api/stream``, a WebSocket of throttled prices (issue 16, "Live data").
+
+Served by :class:`StreamApp`, an ASGI wrapper in front of the rest of the web (it takes only
+WebSocket connections to ``/api/stream``; everything else passes through unchanged), so a
+stream never enters Quart's request machinery.
+
+The protocol (JSON text frames):
+
+- The client's FIRST message authenticates: ``{"type": "auth", "token": "<access>"}``. The token
+  never goes in the URL (URLs land in logs). A missing or refused token, any other first
+  message, or none within ``WebSettings.stream_auth_s`` closes with 4401 ``unauthorized``.
+- ``{"type": "subscribe"|"unsubscribe", "symbols": [{"exchange": ..., "symbol": ...}]}``:
+  symbols are spelt as the API spells them (``web/markets.py``); past
+  ``WebSettings.stream_symbols`` per client the request is refused with an ``error`` message
+  naming the limit. ``{"type": "ping"}`` is answered with ``{"type": "pong"}``.
+- The server sends ``{"type": "price", "exchange", "symbol", "price", "time"}`` (``price`` an
+  exact decimal string, ``time`` the exchange's event time in ms) at most once per
+  ``WebSettings.stream_interval_s`` per symbol, the latest only, read from ``parts.prices``:
+  nothing runs on the book's hot path, whatever the number of clients.
+
+Many clients must not slow anything else: each client has a bounded outbound channel
+(:attr:`Client.outbound`, fed with :meth:`Client.offer`, which never waits). When it is full the
+client is not reading fast enough and is dropped with 4429 ``too slow``. Connections are capped
+per user (``stream_per_user``) and in all (``stream_total``): past either the connection is
+closed with 4408/4503 naming the cap. Hypercorn pings every client (``web/server.py``).
+
+The seam for other publishers (fires, a later step): :meth:`Streams.of_user` gives a user's
+clients; ``client.offer(message)`` queues a message for one of them without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import trio
+
+from engine.errors import ApiError
+from web import markets
+from web.auth import ACCESS
+from web.context import State
+from web.http import plain
+
+log = logging.getLogger(__name__)
+
+PATH = "/api/stream"
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+UNAUTHORIZED = 4401
+TOO_SLOW = 4429
+USER_CAP = 4408
+TOTAL_CAP = 4503
+BAD_MESSAGE = 4400
+MAX_MESSAGE = 16 * 1024  # bytes of one client message
+CLOSE_WAIT_S = 1.0  # how long a close frame may take to leave before the socket is dropped
+
+
+class Closing(Exception):
+    """Close the connection with ``code`` and ``reason``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(eq=False, slots=True)
+class Client:
+    """One authenticated connection: its user, its symbols and its bounded outbound channel."""
+
+    user_id: int
+    outbound: trio.MemorySendChannel[bytes]
+    symbols: set[tuple[str, str]] = field(default_factory=set)
+    dropped: trio.Event = field(default_factory=trio.Event)
+    close_with: tuple[int, str] | None = None  # why the connection ends, when not too slow
+
+    def offer(self, message: bytes) -> bool:
+        """Queue ``message`` without waiting; a full buffer drops the client (returns False)."""
+        if self.dropped.is_set():
+            return False
+        try:
+            self.outbound.send_nowait(message)
+        except trio.WouldBlock:
+            self.dropped.set()
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
+
+class Streams:
+    """Every open stream, by user: the caps are checked here, and publishers find clients."""
+
+    def __init__(self, per_user: int, total: int) -> None:
+        self.per_user = per_user
+        self.total = total
+        self._by_user: dict[int, set[Client]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def of_user(self, user_id: int) -> list[Client]:
+        """The open streams of ``user_id`` (for a publisher of that user's events)."""
+        return list(self._by_user.get(user_id, ()))
+
+    def add(self, client: Client) -> None:
+        """Admit ``client``; :class:`Closing` past a cap."""
+        if self._count >= self.total:
+            raise Closing(TOTAL_CAP, f"server full: at most {self.total} streams")
+        mine = self._by_user.setdefault(client.user_id, set())
+        if len(mine) >= self.per_user:
+            raise Closing(USER_CAP, f"too many streams: at most {self.per_user} per user")
+        mine.add(client)
+        self._count += 1
+
+    def remove(self, client: Client) -> None:
+        mine = self._by_user.get(client.user_id)
+        if mine is None or client not in mine:
+            return
+        mine.discard(client)
+        self._count -= 1
+        if not mine:
+            del self._by_user[client.user_id]
+
+
+class StreamApp:
+    """ASGI: WebSocket connections to ``/api/stream`` served here, the rest by ``app``."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self._app = app
+        self._state = state
+        settings = state.settings
+        self.streams = Streams(settings.stream_per_user, settings.stream_total)
+        self._encoder = msgspec.json.Encoder()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self._app(scope, receive, send)
+            return
+        if scope["path"].rstrip("/") != PATH or scope.get("root_path", ""):
+            await receive()  # websocket.connect
+            await send({"type": "websocket.close", "code": 1008, "reason": "no such stream"})
+            return
+        if (await receive())["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        await self._serve(receive, send)
+
+    async def _serve(self, receive: Receive, send: Send) -> None:
+        settings = self._state.settings
+        outbound, pending = trio.open_memory_channel[bytes](settings.stream_buffer)
+        client: Client | None = None
+        code, reason = 1000, ""
+        try:
+            with trio.fail_after(settings.stream_auth_s):
+                user_id = self._authenticate(await _next_text(receive))
+            client = Client(user_id, outbound)
+            self.streams.add(client)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write, pending, send)
+                nursery.start_soon(self._prices, client)
+                nursery.start_soon(self._read, client, receive)
+                await client.dropped.wait()
+                nursery.cancel_scope.cancel()
+            code, reason = client.close_with or (
+                TOO_SLOW,
+                "too slow: the client did not read its messages",
+            )
+        except trio.TooSlowError:
+            code, reason = UNAUTHORIZED, "unauthorized: no auth message in time"
+        except Closing as closing:
+            code, reason = closing.code, closing.reason
+        except _Gone:
+            return
+        finally:
+            if client is not None:
+                self.streams.remove(client)
+            outbound.close()
+        with trio.move_on_after(CLOSE_WAIT_S) as waited:
+            waited.shield = True
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+
+    def _authenticate(self, text: str) -> int:
+        try:
+            message = _decode(text)
+        except Closing:
+            raise Closing(UNAUTHORIZED, "unauthorized: the first message must be auth") from None
+        token = message.get("token") if message.get("type") == "auth" else None
+        if not isinstance(token, str) or not token:
+            raise Closing(UNAUTHORIZED, "unauthorized: the first message must be auth")
+        try:
+            return self._state.tokens.verify(token, ACCESS).user_id
+        except ApiError as refused:
+            raise Closing(UNAUTHORIZED, f"unauthorized: {refused}") from None
+
+    async def _read(self, client: Client, receive: Receive) -> None:
+        while True:
+            try:
+                message = _decode(await _next_text(receive))
+            except _Gone:
+                client.close_with = (1000, "")  # nobody to write to; nothing is sent
+                client.dropped.set()
+                return
+            except Closing as closing:
+                client.close_with = (closing.code, closing.reason)
+                client.dropped.set()
+                return
+            kind = message.get("type")
+            if kind == "ping":
+                client.offer(self._encoder.encode({"type": "pong"}))
+            elif kind in ("subscribe", "unsubscribe"):
+                client.offer(self._subscribe(client, kind, message.get("symbols")))
+            else:
+                client.offer(self._error(f"unknown message type {kind!r}"))
+
+    def _subscribe(self, client: Client, kind: str, given: Any) -> bytes:
+        if not isinstance(given, list) or not all(isinstance(s, dict) for s in given):
+            return self._error("symbols must be a list of {exchange, symbol} objects")
+        ctx = self._state.ctx
+        wanted: list[tuple[str, str]] = []
+        try:
+            for item in given:
+                exchange = markets.price_exchange(ctx).clean(
+                    item.get("exchange", markets.DEFAULT_EXCHANGE), "exchange"
+                )
+                wanted.append((exchange, markets.symbol_on(ctx, exchange, item.get("symbol"))))
+        except ApiError as refused:
+            return self._error(str(refused))
+        if kind == "unsubscribe":
+            client.symbols.difference_update(wanted)
+        else:
+            limit = self._state.settings.stream_symbols
+            if len(client.symbols | set(wanted)) > limit:
+                return self._error(f"too many symbols: at most {limit} per stream")
+            client.symbols.update(wanted)
+        listed = [{"exchange": e, "symbol": s} for e, s in sorted(client.symbols)]
+        return self._encoder.encode({"type": "subscribed", "symbols": listed})
+
+    def _error(self, detail: str) -> bytes:
+        return self._encoder.encode({"type": "error", "detail": detail})
+
+    async def _prices(self, client: Client) -> None:
+        """Every interval, the latest tick of each subscribed symbol that changed since sent."""
+        prices = self._state.ctx.prices
+        last: dict[tuple[str, str], object] = {}
+        interval = self._state.settings.stream_interval_s
+        while True:
+            await trio.sleep(interval)
+            for key in list(client.symbols):
+                tick = prices.get(*key)
+                if tick is None or last.get(key) is tick:
+                    continue
+                last[key] = tick
+                message = {
+                    "type": "price",
+                    "exchange": tick.exchange,
+                    "symbol": tick.symbol,
+                    "price": plain(tick.price),
+                    "time": tick.exchange_time_ms,
+                }
+                if not client.offer(self._encoder.encode(message)):
+                    return
+            for key in set(last) - client.symbols:
+                del last[key]
+
+    async def _write(
+        self,
+        pending: trio.MemoryReceiveChannel[bytes],
+        send: Send,
+    ) -> None:
+        async with pending:
+            async for message in pending:
+                await send({"type": "websocket.send", "text": message.decode()})
+
+
+class _Gone(Exception):
+    """The client disconnected."""
+
+
+async def _next_text(receive: Receive) -> str:
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "websocket.disconnect":
+            raise _Gone
+        if kind != "websocket.receive":
+            continue
+        text = message.get("text")
+        if text is None:
+            data = message.get("bytes") or b""
+            if len(data) > MAX_MESSAGE:
+                raise Closing(1009, "message too big")
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                raise Closing(BAD_MESSAGE, "messages are JSON text") from None
+        if len(text) > MAX_MESSAGE:
+            raise Closing(1009, "message too big")
+        return text
+
+
+def _decode(text: str) -> dict[str, Any]:
+    try:
+        message = msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        raise Closing(BAD_MESSAGE, "messages are JSON objects") from None
+    if not isinstance(message, dict):
+        raise Closing(BAD_MESSAGE, "messages are JSON objects")
+    return message
