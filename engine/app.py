@@ -45,6 +45,7 @@ import trio_asyncio
 
 from engine.book.actor import Demand, LastPrices, run_book
 from engine.book.book import TriggerBook
+from engine.book.history import PriceHistory
 from engine.config import Config
 from engine.feeds.runner import run_feeds
 from engine.feeds.status import FeedStates
@@ -188,12 +189,14 @@ def assemble(
     """The bag of parts around a loaded ``book``: fresh last prices, demand and feed states, the
     symbol directory of the enabled exchanges and the delivery loops of the enabled sinks. What
     :func:`run_engine` builds; tests and benchmarks build theirs with it too."""
+    prices = LastPrices(PriceHistory())
     return Parts(
         config=config,
         store=store,
         book=book,
         commands=commands,
-        prices=LastPrices(),
+        prices=prices,
+        history=prices.history,
         demand=Demand(),
         feeds=feeds,
         feed_states=FeedStates(),

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from engine.book.actor import Demand, LastPrices
     from engine.book.book import TriggerBook
+    from engine.book.history import PriceHistory
     from engine.config import Config
     from engine.feeds.status import FeedStates
     from engine.feeds.symbols import SymbolDirectory
@@ -35,7 +36,8 @@ class Parts:
     """The running engine's parts, built once by :func:`engine.app.run_engine`.
 
     ``commands`` is the book's command channel (the web writes through the store first, then
-    sends); ``prices`` the last price per symbol, ``demand`` the symbols the book holds triggers
+    sends); ``prices`` the last price per symbol, ``history`` its recent points (the same object
+    as ``prices.history``), ``demand`` the symbols the book holds triggers
     for (the feeds subscribe them), ``symbols`` each exchange's traded symbols, ``delivery`` the
     sinks' loops (what a fire queues, a test notification sent now, the channels that are down).
     """
@@ -45,6 +47,7 @@ class Parts:
     book: TriggerBook
     commands: trio.MemorySendChannel[BookCommand]
     prices: LastPrices
+    history: PriceHistory
     demand: Demand
     feeds: FeedRegistry
     feed_states: FeedStates

@@ -1,4 +1,5 @@
-"""Last prices as the book saw them: price, the exchange's event time, and age in milliseconds."""
+"""Last prices as the book saw them: price, the exchange's event time, and age in milliseconds;
+and each symbol's recent history (one point per second, ``engine.book.history``) for a chart."""
 
 from __future__ import annotations
 
@@ -43,6 +44,37 @@ async def list_prices(state: State, user_id: int) -> Response:
 
 async def get_price(state: State, user_id: int, symbol: str) -> Response:
     """One symbol's last price (``?exchange=``, default binance); 404 when none is known."""
+    exchange, normal = _symbol_query(state, symbol)
+    tick = state.ctx.prices.get(exchange, normal)
+    if tick is None:
+        raise NotFound(f"no price known for {normal} on {exchange}")
+    return json_response(state, price_view(tick, time.monotonic_ns()))
+
+
+async def get_history(state: State, user_id: int, symbol: str) -> Response:
+    """One symbol's points of the last 15 minutes (``?exchange=``, default binance), oldest
+    first, one per second; 404 when it has none (no tick in that window, or evicted)."""
+    exchange, normal = _symbol_query(state, symbol)
+    history = state.ctx.history
+    points = history.points(exchange, normal, now=int(time.time()))
+    if not points:
+        raise NotFound(f"no price history for {normal} on {exchange}")
+    return json_response(
+        state,
+        {
+            "exchange": exchange,
+            "symbol": normal,
+            "points": [
+                {"time": datetime.fromtimestamp(second, UTC), "price": plain(price)}
+                for second, price in points
+            ],
+        },
+    )
+
+
+def _symbol_query(state: State, symbol: str) -> tuple[str, str]:
+    """The (exchange, normalised symbol) of a price route: ``?exchange=`` (default binance) and
+    the path's symbol spelt any way; 404 for a well-formed symbol the exchange does not list."""
     v.check_query(request.args, ("exchange",))
     given = request.args.get("exchange")
     if given is not None:
@@ -54,10 +86,7 @@ async def get_price(state: State, user_id: int, symbol: str) -> Response:
         if _spelling_only(symbol):  # well formed, just not this exchange's: no price exists
             raise NotFound(f"no price known for {symbol} on {exchange}") from None
         raise
-    tick = state.ctx.prices.get(exchange, normal)
-    if tick is None:
-        raise NotFound(f"no price known for {normal} on {exchange}")
-    return json_response(state, price_view(tick, time.monotonic_ns()))
+    return exchange, normal
 
 
 def _spelling_only(symbol: str) -> bool:
@@ -88,5 +117,18 @@ def routes(ctx: Parts) -> list[Route]:
             query=(Param("exchange", markets.price_exchange(ctx).schema(), "default binance"),),
             path_params=(Param("symbol", markets.SYMBOL_TEXT.schema(), "spelt any way"),),
             responses={**ok(200, "the last price", ref("Price")), **problems(401, 404, 422)},
+        ),
+        Route(
+            "GET",
+            "/api/prices/{symbol}/history",
+            "/api/prices/<path:symbol>/history",
+            get_history,
+            "Recent prices of one symbol (the last 15 minutes, one point per second)",
+            query=(Param("exchange", markets.price_exchange(ctx).schema(), "default binance"),),
+            path_params=(Param("symbol", markets.SYMBOL_TEXT.schema(), "spelt any way"),),
+            responses={
+                **ok(200, "the points, oldest first", ref("PriceHistory")),
+                **problems(401, 404, 422),
+            },
         ),
     ]

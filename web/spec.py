@@ -231,6 +231,17 @@ COMPONENTS: dict[str, Schema] = {
         }
     ),
     "PriceList": obj({"results": {"type": "array", "items": ref("Price")}}),
+    "PriceHistory": obj(
+        {
+            "exchange": STR,
+            "symbol": STR,
+            "points": {
+                "type": "array",
+                "items": obj({"time": TIME, "price": DECIMAL}),
+                "description": "one point per second (its last price), oldest first",
+            },
+        }
+    ),
     "Health": obj({"status": {"type": "string", "enum": ["ok"]}}),
     "Ready": obj(
         {

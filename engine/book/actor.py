@@ -86,13 +86,16 @@ async def _tick_loop(
     Each wake takes every tick already queued with ``receive_nowait`` (at most ``DRAIN_MAX``
     before the next ``await``, so a feed that never stops cannot starve other tasks), then
     parks in ``receive`` until the next tick. A fire goes out with ``send_nowait``; only a full
-    fire channel makes the loop wait (back-pressure, and a checkpoint).
+    fire channel makes the loop wait (back-pressure, and a checkpoint). The price history's
+    second is read from the wall clock once per wake (and after each wait), not per tick.
     """
     apply = book.apply
     receive = ticks.receive
     receive_nowait = ticks.receive_nowait
     send_fire = fires.send_nowait
     last = prices.update
+    record = prices.history.record
+    clock = time.time
     counted = metrics.ticks.values  # updated in place: Counter.inc would build a key per tick
     keys: dict[str, tuple[str]] = {}
     async with ticks:
@@ -102,8 +105,10 @@ async def _tick_loop(
             except trio.EndOfChannel:
                 return
             burst = 0
+            second = int(clock())  # the history's second: read once per wake, not per tick
             while True:
                 last(tick)
+                record(tick, second)
                 key = keys.get(tick.exchange)
                 if key is None:
                     key = keys[tick.exchange] = (tick.exchange,)
@@ -118,10 +123,12 @@ async def _tick_loop(
                         send_fire(fire)
                     except trio.WouldBlock:
                         await fires.send(fire)
+                        second = int(clock())
                 burst += 1
                 if burst >= DRAIN_MAX:  # let others run, then take the next tick
                     burst = 0
                     await trio.lowlevel.checkpoint()
+                    second = int(clock())
                 try:
                     tick = receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):

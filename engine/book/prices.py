@@ -1,8 +1,11 @@
 """The last price of every symbol: written by the book actor on each tick, read by the web
-(direction inference, ``/api/prices``, the live stream)."""
+(direction inference, ``/api/prices``, the live stream). It carries the short recent history
+(:class:`engine.book.history.PriceHistory`) the actor records next to it, so every place that
+runs the book with a ``LastPrices`` records the history too."""
 
 from __future__ import annotations
 
+from engine.book.history import PriceHistory
 from engine.model import Tick
 
 __all__ = ["LastPrices"]
@@ -11,8 +14,9 @@ __all__ = ["LastPrices"]
 class LastPrices:
     """The last tick seen per (exchange, symbol); written by the book actor only."""
 
-    def __init__(self) -> None:
+    def __init__(self, history: PriceHistory | None = None) -> None:
         self._ticks: dict[tuple[str, str], Tick] = {}
+        self.history = history if history is not None else PriceHistory()
 
     def update(self, tick: Tick) -> None:
         """Remember ``tick`` as the latest of its symbol (a dict store: cheap on every tick)."""
