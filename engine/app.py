@@ -47,6 +47,7 @@ from engine.book.actor import Demand, LastPrices, run_book
 from engine.book.book import TriggerBook
 from engine.book.history import PriceHistory
 from engine.config import Config
+from engine.events import FirePublisher
 from engine.feeds.runner import run_feeds
 from engine.feeds.status import FeedStates
 from engine.feeds.symbols import SymbolDirectory, run_symbol_directory
@@ -128,7 +129,12 @@ async def run_engine(
                 async with trio.open_nursery() as nursery:
                     await nursery.start(parts.delivery.run)
                     await nursery.start(
-                        partial(run_fire_recorder, committed=parts.delivery.wake, journal=journal),
+                        partial(
+                            run_fire_recorder,
+                            committed=parts.delivery.wake,
+                            publisher=parts.fires,
+                            journal=journal,
+                        ),
                         store,
                         fires_recv,
                         parts.delivery.fire_channels(),
@@ -210,6 +216,7 @@ def assemble(
         ),
         metrics=metrics,
         quarantine=quarantine,
+        fires=FirePublisher(),
     )
 
 

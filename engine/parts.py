@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from engine.book.book import TriggerBook
     from engine.book.history import PriceHistory
     from engine.config import Config
+    from engine.events import FirePublisher
     from engine.feeds.status import FeedStates
     from engine.feeds.symbols import SymbolDirectory
     from engine.metrics import Metrics
@@ -55,3 +56,4 @@ class Parts:
     delivery: Delivery
     metrics: Metrics
     quarantine: Quarantine
+    fires: FirePublisher  # committed fires, announced by the recorder (the web's stream listens)

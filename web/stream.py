@@ -17,6 +17,17 @@ The protocol (JSON text frames):
   exact decimal string, ``time`` the exchange's event time in ms) at most once per
   ``WebSettings.stream_interval_s`` per symbol, the latest only, read from ``parts.prices``:
   nothing runs on the book's hot path, whatever the number of clients.
+- Right after a ``subscribed`` answer, each newly subscribed symbol's recent history, when the
+  engine holds any (``engine/book/history.py``: up to 15 minutes, one point a second):
+  ``{"type": "history", "exchange", "symbol", "points": [{"time", "price"}]}`` (``time`` epoch
+  seconds, oldest first), before any price of that symbol, so a chart that opens is not empty.
+  One message per symbol, whole; the buffer counts messages, so a history is offered only while
+  the client's buffer keeps room for it and one more message (else it is skipped, never a
+  reason to drop the client: the page can still ask ``GET /api/prices/{symbol}/history``).
+- ``{"type": "fire", "alert_id", "exchange", "symbol", "direction", "target_price", "price",
+  "triggered_at"}`` when one of the user's own alerts fires (never another user's), once the
+  fire is committed (``engine/events.py``; ``triggered_at`` epoch ms, prices decimal strings),
+  to each of that user's open streams, whatever they subscribed.
 
 Many clients must not slow anything else: each client has a bounded outbound channel
 (:attr:`Client.outbound`, fed with :meth:`Client.offer`, which never waits). When it is full the
@@ -24,13 +35,16 @@ client is not reading fast enough and is dropped with 4429 ``too slow``. Connect
 per user (``stream_per_user``) and in all (``stream_total``): past either the connection is
 closed with 4408/4503 naming the cap. Hypercorn pings every client (``web/server.py``).
 
-The seam for other publishers (fires, a later step): :meth:`Streams.of_user` gives a user's
-clients; ``client.offer(message)`` queues a message for one of them without waiting.
+Fires come from the recorder's :class:`~engine.events.FirePublisher` (``parts.fires``): the
+callback runs in the recorder's task, finds the owner's clients with :meth:`Streams.of_user`
+and offers each of them the event (``client.offer``) without waiting (a full buffer drops
+that client).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +53,7 @@ import msgspec
 import trio
 
 from engine.errors import ApiError
+from engine.events import FireEvent
 from web import markets
 from web.auth import ACCESS
 from web.context import State
@@ -140,6 +155,28 @@ class StreamApp:
         settings = state.settings
         self.streams = Streams(settings.stream_per_user, settings.stream_total)
         self._encoder = msgspec.json.Encoder()
+        state.ctx.fires.subscribe(self._fires)
+
+    def _fires(self, events: list[FireEvent]) -> None:
+        """The recorder's committed fires, each to its owner's streams only; never waits."""
+        for event in events:
+            clients = self.streams.of_user(event.owner_id)
+            if not clients:
+                continue
+            message = self._encoder.encode(
+                {
+                    "type": "fire",
+                    "alert_id": event.alert_id,
+                    "exchange": event.exchange,
+                    "symbol": event.symbol,
+                    "direction": event.direction,
+                    "target_price": plain(event.target_price),
+                    "price": plain(event.price),
+                    "triggered_at": event.fired_at_ms,
+                }
+            )
+            for client in clients:
+                client.offer(message)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket":
@@ -217,7 +254,9 @@ class StreamApp:
             if kind == "ping":
                 client.offer(self._encoder.encode({"type": "pong"}))
             elif kind in ("subscribe", "unsubscribe"):
+                before = set(client.symbols)
                 client.offer(self._subscribe(client, kind, message.get("symbols")))
+                self._histories(client, sorted(client.symbols - before))
             else:
                 client.offer(self._error(f"unknown message type {kind!r}"))
 
@@ -243,6 +282,26 @@ class StreamApp:
             client.symbols.update(wanted)
         listed = [{"exchange": e, "symbol": s} for e, s in sorted(client.symbols)]
         return self._encoder.encode({"type": "subscribed", "symbols": listed})
+
+    def _histories(self, client: Client, added: list[tuple[str, str]]) -> None:
+        """The recent points of each of ``added``, while the client's buffer has room for one
+        and one more message (a history never drops a client; see the module docstring)."""
+        history = self._state.ctx.history
+        now = int(time.time())
+        for exchange, symbol in added:
+            points = history.points(exchange, symbol, now=now)
+            if not points:
+                continue
+            stats = client.outbound.statistics()
+            if stats.max_buffer_size - stats.current_buffer_used < 2:
+                return
+            message = {
+                "type": "history",
+                "exchange": exchange,
+                "symbol": symbol,
+                "points": [{"time": second, "price": plain(price)} for second, price in points],
+            }
+            client.offer(self._encoder.encode(message))
 
     def _error(self, detail: str) -> bytes:
         return self._encoder.encode({"type": "error", "detail": detail})

@@ -360,7 +360,7 @@ WITH fired AS (
            ) AS t (channel, destination_id, n)
      ORDER BY fired.id, t.destination_id NULLS FIRST, t.n
 )
-SELECT id FROM fired ORDER BY id
+SELECT id, owner_id FROM fired ORDER BY id
 """
 
 
@@ -371,7 +371,7 @@ async def record_fires(
     times_ms: list[int | None],
     tick_times_ms: list[int | None],
     channels: FireChannels,
-) -> list[int]:
+) -> list[tuple[int, int]]:
     """``prices`` are decimal strings, ``times_ms`` the fires' epoch milliseconds (None: the
     commit's time), ``tick_times_ms`` the ticks' (None: none sent); ``channels`` which sinks
     queue what; see :data:`RECORD_FIRES`."""
@@ -385,7 +385,7 @@ async def record_fires(
         list(channels.confirmed_account),
         list(channels.destinations),
     )
-    return [row[0] for row in rows]
+    return [(row[0], row[1]) for row in rows]
 
 
 LIVE_TRIGGERS = (

@@ -39,6 +39,7 @@ logged, shown on the alert) and left ``created``, to be loaded again at the next
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
@@ -47,6 +48,7 @@ import trio
 
 from engine.backoff import Backoff
 from engine.errors import StoreRefused, StoreUnavailable
+from engine.events import FireEvent, FirePublisher
 from engine.metrics import Metrics
 from engine.model import Fire, FireChannels
 from engine.quarantine import Quarantine
@@ -71,6 +73,7 @@ async def run_fire_recorder(
     quarantine: Quarantine,
     *,
     committed: Callable[[], None] | None = None,
+    publisher: FirePublisher | None = None,
     journal: FireJournal | None = None,
     max_batch: int = MAX_BATCH,
     grace_s: float = GRACE_S,
@@ -83,15 +86,16 @@ async def run_fire_recorder(
 
     ``channels`` says which outbox rows a fire queues (``Store.record_fires``); ``committed`` is
     called after each batch that queued any (the delivery loops' wake-up, so a notification
-    waits for no poll). ``journal`` keeps the fires of a batch that could not be committed until
-    they are (see the module docstring). A fire the database refuses goes to ``quarantine``.
-    Raises
-    whatever :meth:`Store.record_fires` raises other than :class:`StoreUnavailable` and
-    :class:`StoreRefused` (a bug, not an outage or a value), after which the engine stops.
+    waits for no poll). ``publisher`` gets a :class:`FireEvent` per alert each commit marked,
+    after that commit (never for a fire not recorded). ``journal`` keeps the fires of a batch
+    that could not be committed until they are (see the module docstring). A fire the database
+    refuses goes to ``quarantine``. Raises whatever :meth:`Store.record_fires` raises other
+    than :class:`StoreUnavailable` and :class:`StoreRefused` (a bug, not an outage or a
+    value), after which the engine stops.
     """
     if not isinstance(channels, FireChannels):
         channels = FireChannels(account=tuple(dict.fromkeys(channels)))
-    recorder = _Recorder(store, channels, metrics, quarantine, committed, journal)
+    recorder = _Recorder(store, channels, metrics, quarantine, committed, journal, publisher)
     batch: list[Fire] = []
     task_status.started()
     async with fires:  # closed only after the final drain below
@@ -159,8 +163,10 @@ class _Recorder:
         quarantine: Quarantine,
         committed: Callable[[], None] | None,
         journal: FireJournal | None = None,
+        publisher: FirePublisher | None = None,
     ) -> None:
         self.journal = journal
+        self.publisher = publisher
         self.journalled = False  # the journal holds fires not yet recorded
         self.store = store
         self.channels = channels
@@ -194,8 +200,13 @@ class _Recorder:
         backoff = Backoff(BACKOFF_FIRST_S, BACKOFF_CAP_S)
         journalled = 0 if self.journal is not None else len(fires)
         while True:
+            publishing = self.publisher is not None and self.publisher.wanted
+            owners: dict[int, int] = {}
             try:
-                marked = await self.store.record_fires(fires, self.channels)
+                if publishing:  # asked only then: the recorder's test doubles take two arguments
+                    marked = await self.store.record_fires(fires, self.channels, owners)
+                else:
+                    marked = await self.store.record_fires(fires, self.channels)
             except StoreUnavailable as exc:
                 pause = backoff.next_delay()
                 self.metrics.store_retries.inc()
@@ -226,6 +237,8 @@ class _Recorder:
             self.metrics.fires_recorded.inc(len(marked))
             if marked and self.committed is not None:
                 self.committed()
+            if owners and self.publisher is not None:
+                self.publisher.publish(_events(fires, owners))
             return marked
 
     async def _isolate(self, units: list[Fire], refusal: StoreRefused) -> None:
@@ -292,6 +305,30 @@ class _Recorder:
             log.error("the fire journal cannot be written; fires wait in memory", exc_info=True)
             return False
         return True
+
+
+def _events(fires: list[Fire], owners: dict[int, int]) -> list[FireEvent]:
+    """One event per trigger the commit marked (``owners``: its id -> its owner), once each."""
+    events: list[FireEvent] = []
+    for fire in fires:
+        tick = fire.tick
+        fired_at_ms = fire.fired_at_ms or int(time.time() * 1000)
+        for trigger in fire.triggers:
+            owner = owners.pop(trigger.id, None)
+            if owner is not None:
+                events.append(
+                    FireEvent(
+                        trigger.id,
+                        owner,
+                        tick.exchange,
+                        tick.symbol,
+                        str(trigger.direction),
+                        trigger.target,
+                        tick.price,
+                        fired_at_ms,
+                    )
+                )
+    return events
 
 
 def _sample(fire: Fire) -> str:

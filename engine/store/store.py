@@ -256,7 +256,10 @@ class Store:
     # --- fires ------------------------------------------------------------------------------
 
     async def record_fires(
-        self, fires: Sequence[Fire], channels: FireChannels | Sequence[str]
+        self,
+        fires: Sequence[Fire],
+        channels: FireChannels | Sequence[str],
+        owners: dict[int, int] | None = None,
     ) -> list[int]:
         """Mark every fired alert ``triggered`` and queue its outbox rows (one per channel and
         destination, :class:`FireChannels`; a plain sequence of names is that many account
@@ -266,8 +269,10 @@ class Store:
         not stamped), ``tick_time`` the tick's exchange time (NULL when it sent none),
         ``triggered_price`` the tick's price. Only alerts still ``created`` change, so an alert
         deleted meanwhile (or recorded already) is skipped. Returns the ids this call marked
-        triggered, ascending. Nothing is written if it raises; :class:`StoreRefused` when the
-        database refuses a value of the batch (a time or price out of its range).
+        triggered, ascending, and puts each one's owner in ``owners`` (id -> user id) when given
+        (for the fire events published after the commit). Nothing is written if it raises;
+        :class:`StoreRefused` when the database refuses a value of the batch (a time or price
+        out of its range).
         """
         ids: list[int] = []
         prices: list[str] = []
@@ -290,9 +295,12 @@ class Store:
         if not isinstance(channels, FireChannels):
             # dict.fromkeys: one outbox row per distinct channel, in the order given
             channels = FireChannels(account=tuple(dict.fromkeys(channels)))
-        return await self._bridge.run(
+        marked = await self._bridge.run(
             queries.record_fires, ids, prices, times_ms, tick_times_ms, channels
         )
+        if owners is not None:
+            owners.update(marked)
+        return [alert_id for alert_id, _ in marked]
 
     async def load_live_triggers(
         self, refused: list[tuple[int | None, str]] | None = None
