@@ -3,7 +3,6 @@ feed, the book actor records it, and the route reads it back (issue 16)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -15,40 +14,14 @@ import pytest
 import trio
 
 from engine.app import Engine, run_engine
-from engine.config import Config
-from engine.feeds.testing import ExchangeServer, read_binance_request, serve_exchange
+from engine.feeds.testing import read_binance_request, serve_exchange
 from engine.plugins.registry import load_registry
-
-PASSWORD = "correct horse battery"
-
-
-def trade(symbol: str, price: str, trade_id: int) -> str:
-    """A combined-stream trade frame as Binance documents it."""
-    data = {"e": "trade", "E": 1, "s": symbol, "t": trade_id, "p": price, "q": "1", "T": 1}
-    return json.dumps({"stream": f"{symbol.lower()}@trade", "data": data})
+from tests.test_end_to_end import engine_config, login, trade
 
 
 @pytest.fixture
 async def database(fresh_database: Callable[[], Awaitable[str]]) -> str:
     return await fresh_database()
-
-
-def engine_config(tmp_path: Path, database: str, server: ExchangeServer) -> Config:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f'[http]\nport = 0\n[database]\nurl = "{database}"\ndata_dir = "{tmp_path / "pg"}"\n'
-        f'[auth]\nsecret = "{"s" * 48}"\n[feeds.binance]\nurl = "{server.url}"\n'
-    )
-    return load_registry().load_config(path, environ={})
-
-
-async def login(client: httpx.AsyncClient, username: str) -> dict[str, str]:
-    body = {"username": username, "password": PASSWORD, "email": f"{username}@example.com"}
-    assert (await client.post("/api/auth/register", json=body)).status_code == 201
-    response = await client.post(
-        "/api/auth/login", json={"username": username, "password": PASSWORD}
-    )
-    return {"Authorization": f"Bearer {response.json()['access']}"}
 
 
 async def test_the_history_of_a_symbol_fed_by_a_binance_frame(
