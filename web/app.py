@@ -29,7 +29,7 @@ from werkzeug.routing import IntegerConverter, Map
 
 from engine.errors import ApiError, Conflict, StoreUnavailable
 from engine.parts import Parts
-from web import accounts, alerts, destinations, legacy, ops, prices
+from web import accounts, alerts, choices, destinations, legacy, ops, page, prices
 from web.auth import (
     ACCESS,
     LoginGuard,
@@ -122,7 +122,9 @@ def all_routes(ctx: Parts) -> list[Route]:
         *alerts.routes(ctx),
         *destinations.routes(ctx),
         *prices.routes(ctx),
+        *choices.routes(ctx),
         *ops.routes(),
+        *page.routes(page.Files()),
     ]
     return [*(r for r in routes if (r.method, r.path) not in taken), *historic]
 

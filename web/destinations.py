@@ -58,7 +58,7 @@ HIDDEN = "***"  # a target whose sink is not enabled: nothing here can say what 
 
 def destination_kinds(ctx: Parts) -> tuple[str, ...]:
     """The kinds a destination may have: the enabled sinks that take destinations."""
-    return tuple(sorted(n for n, s in ctx.delivery.sinks.items() if s.takes_destinations))
+    return ctx.delivery.destination_kinds
 
 
 def create_body(ctx: Parts) -> v.Body:

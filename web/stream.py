@@ -13,8 +13,10 @@ The protocol (JSON text frames):
   symbols are spelt as the API spells them (``web/markets.py``); past
   ``WebSettings.stream_symbols`` per client the request is refused with an ``error`` message
   naming the limit. ``{"type": "ping"}`` is answered with ``{"type": "pong"}``.
-- The server sends ``{"type": "price", "exchange", "symbol", "price", "time"}`` (``price`` an
-  exact decimal string, ``time`` the exchange's event time in ms) at most once per
+- The server sends ``{"type": "price", "exchange", "symbol", "price", "time", "at"}`` (``price``
+  an exact decimal string, ``time`` the exchange's event time in ms, 0 when it sends none;
+  ``at`` the engine's epoch second when sent, the clock of the history points, so a chart can
+  put both on one axis) at most once per
   ``WebSettings.stream_interval_s`` per symbol, the latest only, read from ``parts.prices``:
   nothing runs on the book's hot path, whatever the number of clients.
 - Right after a ``subscribed`` answer, each newly subscribed symbol's recent history, when the
@@ -313,6 +315,7 @@ class StreamApp:
         interval = self._state.settings.stream_interval_s
         while True:
             await trio.sleep(interval)
+            now = int(time.time())
             for key in list(client.symbols):
                 tick = prices.get(*key)
                 if tick is None or last.get(key) is tick:
@@ -324,6 +327,7 @@ class StreamApp:
                     "symbol": tick.symbol,
                     "price": plain(tick.price),
                     "time": tick.exchange_time_ms,
+                    "at": now,
                 }
                 if not client.offer(self._encoder.encode(message)):
                     return

@@ -337,6 +337,10 @@ class Delivery:
         self.kinds: tuple[str, ...] = tuple(
             sorted(n for n, s in self.sinks.items() if s.reaches_account or s.takes_destinations)
         )
+        # The kinds a destination may have: the sinks that take destinations.
+        self.destination_kinds: tuple[str, ...] = tuple(
+            sorted(n for n, s in self.sinks.items() if s.takes_destinations)
+        )
         self.outbox = outbox
         self.metrics = metrics
         self.loops = {

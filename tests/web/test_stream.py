@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -94,6 +95,8 @@ async def test_subscribe_and_receive_throttled_prices(api: Api) -> None:
                 "symbols": [{"exchange": "binance", "symbol": "BTCUSDT"}],
             }
             first = await _json(ws)
+            at = first.pop("at")  # the engine's second, the history's clock
+            assert isinstance(at, int) and abs(at - time.time()) < 5
             assert first == {
                 "type": "price",
                 "exchange": "binance",
