@@ -1,0 +1,170 @@
+// The live chart of one symbol: TradingView's lightweight-charts (Apache-2.0, from npm, served
+// from /static/vendor/ when `make` installed it). The price as it streams, the person's live
+// alerts on the symbol as horizontal lines labelled with their names, and a marker where one of
+// them fired. Without the library the page works on and says why (the last price still shows).
+
+const UP = "#089981";
+const DOWN = "#f23645";
+const LINE = "#2962ff";
+
+/** Fractional digits of a decimal string ("70000.10" -> 2). */
+function digits(text) {
+  const dot = String(text).indexOf(".");
+  return dot < 0 ? 0 : String(text).length - dot - 1;
+}
+
+export class PriceChart {
+  constructor(container) {
+    this.container = container;
+    this.library = window.LightweightCharts || null;
+    this.key = null;
+    this.times = []; // the series' times (epoch seconds), ascending
+    this.lines = new Map(); // alert id -> price line
+    this.fires = new Map(); // alert id -> {time, direction, name}
+    this.precision = 2;
+    if (!this.library) return;
+    const { createChart, LineSeries, createSeriesMarkers } = this.library;
+    this.chart = createChart(container, {
+      autoSize: true,
+      // The logo would inject an inline <style>, which the page's CSP refuses; the page shows the
+      // required attribution (TradingView link and NOTICE) beside the chart instead.
+      layout: { attributionLogo: false, background: { color: "transparent" }, textColor: "#d1d4dc" },
+      grid: { vertLines: { color: "#2a2e39" }, horzLines: { color: "#2a2e39" } },
+      timeScale: { timeVisible: true, secondsVisible: true },
+      localization: { timeFormatter: (t) => new Date(t * 1000).toLocaleTimeString() },
+    });
+    this.series = this.chart.addSeries(LineSeries, { color: LINE, lineWidth: 2 });
+    this.markers = createSeriesMarkers(this.series, []);
+  }
+
+  get available() {
+    return this.library !== null;
+  }
+
+  get empty() {
+    return this.times.length === 0;
+  }
+
+  /** Start over for another symbol. */
+  show(exchange, symbol) {
+    this.key = `${exchange}/${symbol}`;
+    this.times = [];
+    this.fires.clear();
+    for (const line of this.lines.values()) this.series?.removePriceLine(line);
+    this.lines.clear();
+    if (!this.available) return;
+    this.series.setData([]);
+    this.markers.setMarkers([]);
+  }
+
+  is(exchange, symbol) {
+    return this.key === `${exchange}/${symbol}`;
+  }
+
+  format(points) {
+    const widest = Math.min(8, Math.max(this.precision, ...points.map((p) => digits(p.price))));
+    if (widest !== this.precision && this.available) {
+      this.precision = widest;
+      this.series.applyOptions({ priceFormat: { type: "price", precision: widest, minMove: 10 ** -widest } });
+    }
+  }
+
+  /** The symbol's recent points ([{time, price}], oldest first), before any live price. */
+  history(points) {
+    if (!this.available || !points.length) return;
+    this.format(points);
+    const later = this.times.length ? this.times[0] : Infinity;
+    const older = points.filter((p) => p.time < later).map((p) => ({ time: p.time, value: Number(p.price) }));
+    const kept = this.series.data();
+    this.series.setData([...older, ...kept]);
+    this.times = [...older.map((p) => p.time), ...this.times];
+    this.redraw();
+  }
+
+  /** One live price (`time` in epoch seconds). Older than the last point: ignored. */
+  price(time, price) {
+    if (!this.available) return;
+    const last = this.times.length ? this.times[this.times.length - 1] : -Infinity;
+    if (time < last) return;
+    this.format([{ price }]);
+    this.series.update({ time, value: Number(price) });
+    if (time !== last) this.times.push(time);
+  }
+
+  /** Lines for the live alerts of this symbol, markers for the fired ones. */
+  alerts(list) {
+    for (const line of this.lines.values()) this.series?.removePriceLine(line);
+    this.lines.clear();
+    this.fires.clear();
+    for (const alert of list) {
+      if (alert.status === "created") this.line(alert);
+      else if (alert.status === "triggered" && alert.triggered_at) {
+        this.fires.set(alert.id, {
+          time: Math.floor(Date.parse(alert.triggered_at) / 1000),
+          direction: alert.direction,
+          name: alert.name,
+        });
+      }
+    }
+    this.redraw();
+  }
+
+  line(alert) {
+    if (!this.available) return;
+    const label = alert.name || `#${alert.id}`;
+    this.lines.set(
+      alert.id,
+      this.series.createPriceLine({
+        price: Number(alert.target_price),
+        color: alert.direction === "above" ? UP : DOWN,
+        lineWidth: 1,
+        lineStyle: this.library.LineStyle.Dashed,
+        axisLabelVisible: true,
+        title: label,
+      })
+    );
+  }
+
+  /** One of the person's alerts fired on this symbol: its line goes, a marker stays. */
+  fired(event, name) {
+    const line = this.lines.get(event.alert_id);
+    if (line) this.series.removePriceLine(line);
+    this.lines.delete(event.alert_id);
+    const time = Math.floor(event.triggered_at / 1000);
+    this.price(time, event.price);
+    this.fires.set(event.alert_id, { time, direction: event.direction, name });
+    this.redraw();
+  }
+
+  /** The markers, each at the nearest point at or before its fire (markers sit on points). */
+  redraw() {
+    if (!this.available) return;
+    const marks = [];
+    for (const fire of this.fires.values()) {
+      const time = this.nearest(fire.time);
+      if (time === null) continue;
+      const up = fire.direction === "above";
+      marks.push({
+        time,
+        position: up ? "aboveBar" : "belowBar",
+        shape: up ? "arrowDown" : "arrowUp",
+        color: up ? UP : DOWN,
+        text: fire.name || "fired",
+      });
+    }
+    marks.sort((a, b) => a.time - b.time);
+    this.markers.setMarkers(marks);
+  }
+
+  nearest(time) {
+    let low = 0;
+    let high = this.times.length - 1;
+    if (high < 0 || time < this.times[0]) return null;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if (this.times[middle] <= time) low = middle;
+      else high = middle - 1;
+    }
+    return this.times[low];
+  }
+}
