@@ -5,6 +5,7 @@
 import { busy, byId, compareDecimal, decimal, el, fill, values, when } from "./dom.js";
 
 const PAGE_SIZE = 20;
+const HINT_PAUSE_MS = 250;
 const STATUS_TEXT = { created: "live", triggered: "fired", deleted: "deleted" };
 
 export class AlertsPanel extends EventTarget {
@@ -146,9 +147,15 @@ export class CreateForm extends EventTarget {
       event.preventDefault();
       busy(this.form, () => this.create());
     });
+    // The hint waits for a pause in typing before it asks for a price.
+    let pause = null;
+    const later = () => {
+      clearTimeout(pause);
+      pause = setTimeout(() => this.explain(), HINT_PAUSE_MS);
+    };
     for (const name of ["exchange", "symbol", "target_price", "direction"]) {
-      this.form.elements[name].addEventListener("input", () => this.explain());
-      this.form.elements[name].addEventListener("change", () => this.explain());
+      this.form.elements[name].addEventListener("input", later);
+      this.form.elements[name].addEventListener("change", later);
     }
   }
 

@@ -2,6 +2,10 @@
 // from /static/vendor/ when `make` installed it). The price as it streams, the person's live
 // alerts on the symbol as horizontal lines labelled with their names, and a marker where one of
 // them fired. Without the library the page works on and says why (the last price still shows).
+// A legend under the chart names the same lines and fires in text, for people who cannot see
+// the canvas (and for tests, which cannot read it either).
+
+import { decimal, el, fill } from "./dom.js";
 
 const UP = "#089981";
 const DOWN = "#f23645";
@@ -14,8 +18,10 @@ function digits(text) {
 }
 
 export class PriceChart {
-  constructor(container) {
+  constructor(container, legend) {
     this.container = container;
+    this.legend = legend;
+    this.live = new Map(); // alert id -> the live alert drawn as a line
     this.library = window.LightweightCharts || null;
     this.key = null;
     this.times = []; // the series' times (epoch seconds), ascending
@@ -50,8 +56,10 @@ export class PriceChart {
     this.key = `${exchange}/${symbol}`;
     this.times = [];
     this.fires.clear();
+    this.live.clear();
     for (const line of this.lines.values()) this.series?.removePriceLine(line);
     this.lines.clear();
+    this.describe();
     if (!this.available) return;
     this.series.setData([]);
     this.markers.setMarkers([]);
@@ -96,6 +104,7 @@ export class PriceChart {
     for (const line of this.lines.values()) this.series?.removePriceLine(line);
     this.lines.clear();
     this.fires.clear();
+    this.live.clear();
     for (const alert of list) {
       if (alert.status === "created") this.line(alert);
       else if (alert.status === "triggered" && alert.triggered_at) {
@@ -103,6 +112,7 @@ export class PriceChart {
           time: Math.floor(Date.parse(alert.triggered_at) / 1000),
           direction: alert.direction,
           name: alert.name,
+          price: alert.triggered_price,
         });
       }
     }
@@ -110,6 +120,7 @@ export class PriceChart {
   }
 
   line(alert) {
+    this.live.set(alert.id, alert);
     if (!this.available) return;
     const label = alert.name || `#${alert.id}`;
     this.lines.set(
@@ -130,14 +141,16 @@ export class PriceChart {
     const line = this.lines.get(event.alert_id);
     if (line) this.series.removePriceLine(line);
     this.lines.delete(event.alert_id);
+    this.live.delete(event.alert_id);
     const time = Math.floor(event.triggered_at / 1000);
     this.price(time, event.price);
-    this.fires.set(event.alert_id, { time, direction: event.direction, name });
+    this.fires.set(event.alert_id, { time, direction: event.direction, name, price: event.price });
     this.redraw();
   }
 
   /** The markers, each at the nearest point at or before its fire (markers sit on points). */
   redraw() {
+    this.describe();
     if (!this.available) return;
     const marks = [];
     for (const fire of this.fires.values()) {
@@ -154,6 +167,32 @@ export class PriceChart {
     }
     marks.sort((a, b) => a.time - b.time);
     this.markers.setMarkers(marks);
+  }
+
+  /** The legend: each line and each fire in words. */
+  describe() {
+    const items = [];
+    for (const alert of this.live.values()) {
+      items.push(
+        el(
+          "li",
+          { class: `line ${alert.direction}`, dataset: { id: alert.id } },
+          el("span", { class: "name" }, alert.name || `#${alert.id}`),
+          ` ${alert.direction} ${decimal(alert.target_price)}`
+        )
+      );
+    }
+    for (const [id, fire] of this.fires) {
+      items.push(
+        el(
+          "li",
+          { class: "fired", dataset: { id } },
+          el("span", { class: "name" }, fire.name || `#${id}`),
+          ` fired at ${decimal(fire.price)}`
+        )
+      );
+    }
+    fill(this.legend, ...items);
   }
 
   nearest(time) {

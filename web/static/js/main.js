@@ -14,7 +14,7 @@ const DEFAULT_WATCH = { exchange: "binance", symbol: "BTCUSDT" };
 
 const session = new Session();
 const stream = new LiveStream(session);
-const chart = new PriceChart(byId("chart"));
+const chart = new PriceChart(byId("chart"), byId("chart-legend"));
 const alerts = new AlertsPanel(session);
 const destinations = new DestinationsPanel(session);
 const toasts = byId("toasts");
@@ -35,6 +35,7 @@ function showAuth(reason = "") {
   byId("app-view").hidden = true;
   byId("who").hidden = true;
   byId("sign-out").hidden = true;
+  tab(false);
   byId("auth-error").textContent = reason;
 }
 
@@ -170,13 +171,23 @@ function showPrice(price) {
   createForm.explain();
 }
 
+const looked = new Map(); // "exchange/symbol" -> {at, price}: the hint asks once per few seconds
+const LOOK_AGAIN_MS = 1000;
+
 async function lastPrice(exchange, symbol) {
-  if (last.key === `${exchange}/${symbol}` && last.price !== null) return last.price;
+  const key = `${exchange}/${symbol}`;
+  if (last.key === key && last.price !== null) return last.price;
+  const seen = looked.get(key);
+  if (seen && Date.now() - seen.at < LOOK_AGAIN_MS) return seen.price;
+  let price = null;
   try {
-    return (await session.get(`/api/prices/${encodeURIComponent(symbol)}`, { exchange })).price;
+    price = (await session.get(`/api/prices/${encodeURIComponent(symbol)}`, { exchange })).price;
   } catch {
-    return null;
+    // no price known yet (404), or a symbol the exchange cannot spell (422): no hint
   }
+  looked.set(key, { at: Date.now(), price });
+  if (looked.size > 100) looked.delete(looked.keys().next().value);
+  return price;
 }
 
 /** The chart's lines (live alerts) and markers (fired ones) for the watched symbol. */
@@ -211,7 +222,10 @@ stream.addEventListener("fire", async (event) => {
     `Alert “${name || `#${fire.alert_id}`}” fired (${fire.direction} ${decimal(fire.target_price)}).`,
     "fire"
   );
-  if (chart.is(fire.exchange, fire.symbol)) chart.fired(fire, name);
+  if (chart.is(fire.exchange, fire.symbol)) {
+    chart.fired(fire, name);
+    showPrice(fire.price);
+  }
   alerts.load();
 });
 

@@ -1,0 +1,131 @@
+"""A person on the page, in a real Chromium, against the real engine and a local Binance.
+
+Sign up, create an alert with a hostile name and see its line on the chart (the legend names
+the canvas's lines in text), push prices until it fires, see the toast and the status change,
+see its notification delivered, delete another alert. Every name is shown as text: no element
+is made from it and no dialog opens. The ``page`` fixture fails the test on any console error,
+so a Content-Security-Policy violation anywhere in the run fails it too.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from playwright.sync_api import Dialog, Locator, Page, expect
+
+from tests.test_end_to_end import PASSWORD
+from tests.web.browser.harness import LiveEngine, shot
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def sign_up(page: Page, base_url: str, username: str) -> None:
+    page.goto(base_url + "/")
+    page.click("#tab-sign-up")
+    form = page.locator("#sign-up-form")
+    form.locator("[name=username]").fill(username)
+    form.locator("[name=email]").fill(f"{username}@example.com")
+    form.locator("[name=password]").fill(PASSWORD)
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#who")).to_have_text(username)
+    expect(page.locator("#live")).to_have_text("live")
+
+
+def create_alert(page: Page, symbol: str, target: str, direction: str, name: str) -> None:
+    form = page.locator("#create-form")
+    form.locator("[name=symbol]").fill(symbol)
+    form.locator("[name=target_price]").fill(target)
+    form.locator("[name=direction]").select_option(direction)
+    form.locator("[name=name]").fill(name)
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#alerts tbody tr td.name", has_text=name)).to_have_count(1)
+
+
+def row(page: Page, name: str) -> Locator:
+    return page.locator("#alerts tbody tr", has=page.locator("td.name", has_text=name))
+
+
+def walk(live_engine: LiveEngine, symbol: str, prices: list[str], pause_s: float) -> None:
+    """Prices one after another, ``pause_s`` apart (the chart keeps one point a second)."""
+    for price in prices:
+        live_engine.push(symbol, price)
+        time.sleep(pause_s)
+
+
+def test_an_alert_from_the_page_fires_on_the_chart(live_engine: LiveEngine, page: Page) -> None:
+    dialogs: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    sign_up(page, live_engine.base_url, "alice")
+    expect(page.locator("#chart-title")).to_have_text("BTCUSDT · binance")
+    expect(page.locator("#chart canvas").first).to_be_visible()  # the library loaded
+
+    create_alert(page, "btcusdt", "70000", "above", HOSTILE)
+    # The name is text everywhere: in the table, on the chart's legend, never an element.
+    expect(row(page, HOSTILE).locator("td.name")).to_have_text(HOSTILE)
+    line = page.locator("#chart-legend li.line")
+    expect(line).to_have_count(1)
+    expect(line.locator(".name")).to_have_text(HOSTILE)
+    expect(line).to_contain_text("above 70,000")
+    assert page.locator("main img").count() == 0
+
+    live_engine.wait_subscribed("BTCUSDT")
+    walk(live_engine, "BTCUSDT", ["69000.5", "69250", "69600.75", "69800"], 0.4)
+    expect(page.locator("#last-price")).to_have_text("69,800")
+
+    # The hint says which direction the engine would infer from the last price.
+    form = page.locator("#create-form")
+    form.locator("[name=direction]").select_option("")
+    form.locator("[name=target_price]").fill("69799.99")
+    expect(page.locator("#direction-hint")).to_contain_text("Last price 69,800.")
+    expect(page.locator("#direction-hint")).to_contain_text('it will be "below"')
+    form.locator("[name=target_price]").fill("69800")
+    expect(page.locator("#direction-hint")).to_contain_text('it will be "above"')
+    form.locator("[name=target_price]").fill("")
+
+    live_engine.push("BTCUSDT", "70000.25")
+    toast = page.locator(".toast.fire")
+    expect(toast).to_have_count(1)
+    expect(toast.locator("strong")).to_have_text("BTCUSDT rose to 70,000.25")
+    expect(toast.locator("p")).to_have_text(f"Alert “{HOSTILE}” fired (above 70,000).")
+    expect(row(page, HOSTILE).locator(".status")).to_have_text("fired")
+    expect(page.locator("#chart-legend li.line")).to_have_count(0)
+    fired = page.locator("#chart-legend li.fired")
+    expect(fired).to_have_count(1)
+    expect(fired).to_contain_text("fired at 70,000.25")
+    shot(page, "page-fired")
+
+    # Its notification: the console sink (the one enabled) delivered it.
+    row(page, HOSTILE).locator("button[data-act=notes]").click()
+    notes = page.locator("#alerts tr.notes")
+    expect(notes).to_contain_text("console (your account): delivered")
+
+    # Another alert, then deleted: its line goes and its row says so.
+    create_alert(page, "BTCUSDT", "60000", "below", "floor")
+    expect(page.locator("#chart-legend li.line .name")).to_have_text("floor")
+    row(page, "floor").locator("button[data-act=delete]").click()
+    expect(row(page, "floor").locator(".status")).to_have_text("deleted")
+    expect(page.locator("#chart-legend li.line")).to_have_count(0)
+
+    assert page.locator("main img").count() == 0
+    assert dialogs == []
+
+
+def test_a_wrong_password_is_refused_on_the_page(live_engine: LiveEngine, page: Page) -> None:
+    sign_up(page, live_engine.base_url, "bob")
+    page.click("#sign-out")
+    expect(page.locator("#auth-view")).to_be_visible()
+    form = page.locator("#sign-in-form")
+    form.locator("[name=username]").fill("bob")
+    form.locator("[name=password]").fill("not the password")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#auth-error")).to_have_text(re.compile(r"\S"))
+    expect(page.locator("#app-view")).to_be_hidden()
+    form.locator("[name=password]").fill(PASSWORD)
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#who")).to_have_text("bob")
