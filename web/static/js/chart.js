@@ -10,6 +10,8 @@ import { decimal, el, fill } from "./dom.js";
 const UP = "#089981";
 const DOWN = "#f23645";
 const LINE = "#2962ff";
+const FILL_POINTS = 120; // below this many points the time scale fits them all
+const NEAR = 0.25; // lines within 25% of the price widen the chart's range
 
 /** Fractional digits of a decimal string ("70000.10" -> 2). */
 function digits(text) {
@@ -39,7 +41,11 @@ export class PriceChart {
       timeScale: { timeVisible: true, secondsVisible: true },
       localization: { timeFormatter: (t) => new Date(t * 1000).toLocaleTimeString() },
     });
-    this.series = this.chart.addSeries(LineSeries, { color: LINE, lineWidth: 2 });
+    this.series = this.chart.addSeries(LineSeries, {
+      color: LINE,
+      lineWidth: 2,
+      autoscaleInfoProvider: (original) => this.withLines(original()),
+    });
     this.markers = createSeriesMarkers(this.series, []);
   }
 
@@ -86,6 +92,7 @@ export class PriceChart {
     const kept = this.series.data();
     this.series.setData([...older, ...kept]);
     this.times = [...older.map((p) => p.time), ...this.times];
+    this.chart.timeScale().fitContent();
     this.redraw();
   }
 
@@ -97,6 +104,8 @@ export class PriceChart {
     this.format([{ price }]);
     this.series.update({ time, value: Number(price) });
     if (time !== last) this.times.push(time);
+    // Until the chart is full, stretch the points across it (the history may have been empty).
+    if (this.times.length < FILL_POINTS) this.chart.timeScale().fitContent();
   }
 
   /** Lines for the live alerts of this symbol, markers for the fired ones. */
@@ -167,6 +176,22 @@ export class PriceChart {
     }
     marks.sort((a, b) => a.time - b.time);
     this.markers.setMarkers(marks);
+  }
+
+  /** The price range to show: the data's, widened to the live alerts' lines near it (within
+   * NEAR of the last price), so a line is on the chart, not above it; a far one (a target of 1
+   * under a price of 97,000) would flatten the line, and the legend names it anyway. */
+  withLines(range) {
+    if (!range || !range.priceRange || !this.live.size) return range;
+    let { minValue, maxValue } = range.priceRange;
+    const middle = (minValue + maxValue) / 2;
+    for (const alert of this.live.values()) {
+      const target = Number(alert.target_price);
+      if (Math.abs(target - middle) > NEAR * middle) continue;
+      minValue = Math.min(minValue, target);
+      maxValue = Math.max(maxValue, target);
+    }
+    return { ...range, priceRange: { minValue, maxValue } };
   }
 
   /** The legend: each line and each fire in words. */
