@@ -99,10 +99,16 @@ def page(browser: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def live_engine(
-    tmp_path: Path, fresh_database: Callable[[], Awaitable[str]]
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    fresh_database: Callable[[], Awaitable[str]],
 ) -> Iterator[LiveEngine]:
-    """The whole engine on a fresh database with a local Binance, in a background thread."""
-    live = LiveEngine(tmp_path, fresh_database)
+    """The whole engine on a fresh database with a local Binance, in a background thread.
+
+    A test changes its configuration with an indirect parameter, a ``Config -> Config``
+    function: ``@pytest.mark.parametrize("live_engine", [with_webhooks], indirect=True)``.
+    """
+    live = LiveEngine(tmp_path, fresh_database, getattr(request, "param", None))
     live.start()
     try:
         yield live

@@ -26,6 +26,7 @@ import trio
 from playwright.sync_api import ConsoleMessage, Page, Request
 
 from engine.app import Engine, run_engine
+from engine.config import Config
 from engine.feeds.testing import ExchangeServer, read_binance_request, serve_exchange
 from engine.plugins.registry import load_registry
 from tests.test_end_to_end import engine_config, trade
@@ -50,8 +51,14 @@ class LiveEngine:
     function in the engine's loop (e.g. a query on ``engine.parts.store``) and returns its result.
     """
 
-    def __init__(self, tmp_path: Path, make_database: Callable[[], Awaitable[str]]) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        make_database: Callable[[], Awaitable[str]],
+        adjust: Callable[[Config], Config] | None = None,
+    ) -> None:
         self._tmp_path = tmp_path
+        self._adjust = adjust  # a test's change to the configuration (a sink on, a short TTL)
         self._make_database = make_database
         self._trade_ids = itertools.count(1)
         self._ids_lock = threading.Lock()
@@ -140,6 +147,8 @@ class LiveEngine:
             database = await self._make_database()
             async with serve_exchange(read_binance_request) as server, trio.open_nursery() as n:
                 config = engine_config(self._tmp_path, database, server)
+                if self._adjust is not None:
+                    config = self._adjust(config)
                 self._engine = await n.start(run_engine, config, load_registry())
                 self._server = server
                 self._scope = n.cancel_scope
