@@ -36,8 +36,8 @@ class WebSettings:
     (``web/fastlane.py``); off, every request goes through the app, which is what
     ``benchmarks/api_load.py`` compares it with. ``stream_*`` bound ``/api/stream``
     (``web/stream.py``): seconds between two prices of a symbol, symbols per stream, messages
-    queued for a client before it is dropped as too slow, streams per user and in all, and
-    seconds for the first (auth) message.
+    queued for a client before it is dropped as too slow, streams per user and in all,
+    seconds for the first (auth) message, and seconds a stream may stay silent (no ping).
     """
 
     bcrypt_rounds: int = 12
@@ -56,6 +56,7 @@ class WebSettings:
     stream_per_user: int = 5
     stream_total: int = 1000
     stream_auth_s: float = 5.0
+    stream_idle_s: float = 60.0
 
 
 @dataclass(slots=True)

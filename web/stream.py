@@ -31,6 +31,11 @@ The protocol (JSON text frames):
   fire is committed (``engine/events.py``; ``triggered_at`` epoch ms, prices decimal strings),
   to each of that user's open streams, whatever they subscribed.
 
+Heartbeats go both ways: hypercorn pings every client (``web/server.py``), and a client sends
+something (``ping`` will do) at least every ``WebSettings.stream_idle_s``; a stream that stays
+silent longer is closed with 4000 ``idle``, so a dead peer, or one that only holds a slot, does
+not keep it (the page pings every 20 s).
+
 Many clients must not slow anything else: each client has a bounded outbound channel
 (:attr:`Client.outbound`, fed with :meth:`Client.offer`, which never waits). When it is full the
 client is not reading fast enough and is dropped with 4429 ``too slow``. Connections are capped
@@ -75,6 +80,7 @@ TOO_SLOW = 4429
 USER_CAP = 4408
 TOTAL_CAP = 4503
 BAD_MESSAGE = 4400
+IDLE = 4000  # nothing from the client within stream_idle_s: a dead peer, or one holding a slot
 MAX_MESSAGE = 16 * 1024  # bytes of one client message
 CLOSE_WAIT_S = 1.0  # how long a close frame may take to leave before the socket is dropped
 
@@ -241,9 +247,16 @@ class StreamApp:
             raise Closing(UNAUTHORIZED, f"unauthorized: {refused}") from None
 
     async def _read(self, client: Client, receive: Receive) -> None:
+        idle_s = self._state.settings.stream_idle_s
         while True:
             try:
-                message = _decode(await _next_text(receive))
+                with trio.fail_after(idle_s):
+                    text = await _next_text(receive)
+                message = _decode(text)
+            except trio.TooSlowError:
+                client.close_with = (IDLE, f"idle: no message in {idle_s:g} s; send pings")
+                client.dropped.set()
+                return
             except _Gone:
                 client.close_with = (1000, "")  # nobody to write to; nothing is sent
                 client.dropped.set()

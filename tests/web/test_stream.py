@@ -205,3 +205,24 @@ async def test_a_client_that_stops_reading_is_dropped(api: Api) -> None:
         await stream.aclose()
         print("slow client got", total, "bytes before it was dropped; closes:", closes)
         assert closes in ([], [(4429, "too slow: the client did not read its messages")])
+
+
+async def test_a_silent_client_is_closed_as_idle(
+    store: Any, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A stream that sends nothing for ``stream_idle_s`` is closed (4000); pings keep it open."""
+    settings = replace(FAST, stream_idle_s=0.5)
+    with trio.fail_after(20):
+        async with start_api(store, nursery, tmp_path, settings=settings) as api:
+            token = await _token(api, "alice")
+            async with open_websocket_url(_url(api)) as ws:
+                await _subscribe(ws, token, "BTCUSDT")
+                for _ in range(4):  # 1.2 s in all, never 0.5 s without a message
+                    await trio.sleep(0.3)
+                    await ws.send_message(json.dumps({"type": "ping"}))
+                    while (await _json(ws))["type"] != "pong":
+                        pass
+                start = trio.current_time()
+                code, reason = await _closed(ws)
+            assert code == 4000 and "idle" in reason
+            assert 0.3 < trio.current_time() - start < 2
