@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 
+import httpx
 from playwright.sync_api import Dialog, Locator, Page, expect
 
 from tests.test_end_to_end import PASSWORD
@@ -129,3 +130,52 @@ def test_a_wrong_password_is_refused_on_the_page(live_engine: LiveEngine, page: 
     form.locator("[name=password]").fill(PASSWORD)
     form.locator("button[type=submit]").click()
     expect(page.locator("#who")).to_have_text("bob")
+
+
+def test_pages_filters_and_a_chart_that_opens_full(live_engine: LiveEngine, page: Page) -> None:
+    # Prices before anyone looks: the engine keeps them, and the chart opens with them.
+    with httpx.Client(base_url=live_engine.base_url, timeout=10) as client:
+        body = {"username": "hana", "password": PASSWORD, "email": "hana@example.com"}
+        assert client.post("/api/auth/register", json=body).status_code == 201
+        login = client.post("/api/auth/login", json={"username": "hana", "password": PASSWORD})
+        headers = {"Authorization": f"Bearer {login.json()['access']}"}
+        for i in range(25):
+            alert = {"symbol": "ETHUSDT", "target_price": f"{5000 + i}", "direction": "above"}
+            alert["name"] = f"eth {i:02d}"
+            assert client.post("/api/alerts", json=alert, headers=headers).status_code == 201
+        live_engine.wait_subscribed("ETHUSDT")
+        walk(live_engine, "ETHUSDT", ["3100.5", "3101", "3102.25"], 1.05)
+        assert client.delete("/api/alerts/1", headers=headers).status_code == 200
+
+    page.goto(live_engine.base_url + "/")
+    form = page.locator("#sign-in-form")
+    form.locator("[name=username]").fill("hana")
+    form.locator("[name=password]").fill(PASSWORD)
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#page-info")).to_have_text("page 1 of 2 · 25 alerts")
+    expect(page.locator("#alerts tbody tr")).to_have_count(20)
+    expect(page.locator("#alerts tbody tr td.name").first).to_have_text("eth 24")  # newest first
+    page.click("#next-page")
+    expect(page.locator("#page-info")).to_have_text("page 2 of 2 · 25 alerts")
+    expect(page.locator("#alerts tbody tr")).to_have_count(5)
+    expect(page.locator("#next-page")).to_be_disabled()
+
+    filters = page.locator("#filter-form")
+    filters.locator("[name=status]").select_option("deleted")
+    filters.locator("button[type=submit]").click()
+    expect(page.locator("#page-info")).to_have_text("page 1 of 1 · 1 alerts")
+    expect(page.locator("#alerts tbody tr td.name")).to_have_text("eth 00")
+    filters.locator("[name=status]").select_option("")
+    filters.locator("[name=symbol]").fill("BTCUSDT")
+    filters.locator("button[type=submit]").click()
+    expect(page.locator("#alerts-empty")).to_be_visible()
+
+    # Watch ETHUSDT: its recent history draws at once, its 24 live alerts are its lines.
+    watch = page.locator("#watch-form")
+    watch.locator("[name=symbol]").fill("ethusdt")
+    watch.locator("button[type=submit]").click()
+    expect(page.locator("#chart-title")).to_have_text("ETHUSDT · binance")
+    expect(page.locator("#last-price")).to_have_text("3,102.25")
+    expect(page.locator("#chart-empty")).to_be_hidden()
+    expect(page.locator("#chart-legend li.line")).to_have_count(24)
+    shot(page, "page-history")
