@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 WS_PING_S = 15.0  # hypercorn pings every WebSocket (/api/stream) this often; off by default
 MAX_HEAD = 16 * 1024  # bytes of request line and headers (hypercorn's h11 answers 431 past it)
+STREAM_SHARE = 0.8  # of [http] max_connections, the most /api/stream may hold at once
 
 
 def hypercorn_config(
@@ -77,6 +78,9 @@ async def run_web(
     state = app.state
     hconfig = hypercorn_config(http.host, http.port, settings.grace_s, http)
     max_connections = fit_fd_limit(http.max_connections)
+    # Streams live long: they may hold at most STREAM_SHARE of the connections, so a full
+    # house of streams never locks people out of the API (a sign-in, a create, /healthz).
+    app.streams.total = min(app.streams.total, int(max_connections * STREAM_SHARE))
     shutdown = trio.Event()
 
     async with trio.open_nursery() as nursery:

@@ -5,6 +5,7 @@ slow one a raw socket speaking wsproto that never reads after subscribing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -226,3 +227,26 @@ async def test_a_silent_client_is_closed_as_idle(
                 code, reason = await _closed(ws)
             assert code == 4000 and "idle" in reason
             assert 0.3 < trio.current_time() - start < 2
+
+
+async def test_streams_leave_a_fifth_of_the_connections_to_the_api(
+    store: Any, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """With ``[http] max_connections = 10`` at most 8 streams open (4503 past it, naming the
+    cap), and the API still answers beside them."""
+    environ = {"TRIGGERBOOK_HTTP_MAX_CONNECTIONS": "10"}
+    settings = replace(FAST, stream_per_user=5)
+    with trio.fail_after(30):
+        async with (
+            start_api(store, nursery, tmp_path, environ, settings=settings) as api,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            tokens = [await _token(api, "alice"), await _token(api, "bob")]
+            for i in range(8):
+                ws = await stack.enter_async_context(open_websocket_url(_url(api)))
+                await _subscribe(ws, tokens[i % 2], "BTCUSDT")
+            async with open_websocket_url(_url(api)) as ninth:
+                await ninth.send_message(json.dumps({"type": "auth", "token": tokens[0]}))
+                code, reason = await _closed(ninth)
+            assert code == 4503 and "at most 8 streams" in reason
+            assert (await api.client.get("/healthz")).status_code == 200
