@@ -1,20 +1,25 @@
 """Destinations on the page, in Chromium: a webhook added, its secret shown once and copied, a
 test sent to a real HTTP receiver, a reload that resumes the session without the secret, a
-delete. The receiver is a plain stdlib HTTP server on 127.0.0.1 (the webhook sink is told to
+delete; an address confirmed with the code a real SMTP server (aiosmtpd) received.
+
+The webhook receiver is a plain stdlib HTTP server on 127.0.0.1 (the webhook sink is told to
 allow private addresses, as a local deployment would be)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from engine.config import Config
+from tests.sinks.conftest import MailRecorder, _PortZeroController
 from tests.web.browser.harness import LiveEngine, shot
 from tests.web.browser.test_page import HOSTILE, sign_up
 
@@ -97,3 +102,66 @@ def test_a_webhook_destination_from_the_page(
     item.locator("button[data-act=delete]").click()
     expect(page.locator("#destinations li[data-kind=webhook]")).to_have_count(0)
     expect(page.locator("#destinations")).to_contain_text("None yet")
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, MailRecorder]]:
+    """A real SMTP server (aiosmtpd, in its own thread and loop): its port and what it got."""
+    recorder = MailRecorder()
+    controller = _PortZeroController(
+        recorder, hostname="127.0.0.1", port=0, loop=asyncio.SelectorEventLoop()
+    )
+    controller.start()
+    try:
+        yield controller.port, recorder
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def mail_engine(
+    tmp_path: Path,
+    fresh_database: Callable[[], Awaitable[str]],
+    smtp: tuple[int, MailRecorder],
+) -> Iterator[LiveEngine]:
+    """The engine with its email sink pointed at :func:`smtp`."""
+
+    def with_mail(config: Config) -> Config:
+        mail = {**config.sinks["email"], "enabled": True, "host": "127.0.0.1", "port": smtp[0]}
+        return replace(config, sinks={**config.sinks, "email": mail})
+
+    live = LiveEngine(tmp_path, fresh_database, with_mail)
+    live.start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def test_an_address_is_confirmed_with_the_mailed_code(
+    mail_engine: LiveEngine, page: Page, smtp: tuple[int, MailRecorder]
+) -> None:
+    _, recorder = smtp
+    sign_up(page, mail_engine.base_url, "ivy")
+    form = page.locator("#destination-form")
+    form.locator("[name=kind]").select_option("email")
+    form.locator("[name=target]").fill("ivy.work@example.com")
+    form.locator("button[type=submit]").click()
+
+    item = page.locator("#destinations li[data-kind=email]")
+    expect(item).to_contain_text("waiting for the code mailed to it")
+    expect(page.locator("#secret-box")).to_be_hidden()  # only webhooks have a secret
+    assert len(recorder.messages) == 1
+    assert recorder.envelopes[0][1] == ["ivy.work@example.com"]
+    body = recorder.messages[0].get_body(("plain",))
+    assert body is not None
+    found = re.search(r"\b(\d{6})\b", body.get_content())
+    assert found, body.get_content()
+
+    item.locator("[name=code]").fill("000000" if found.group(1) != "000000" else "111111")
+    item.locator(".confirm button").click()
+    expect(page.locator(".toast.error")).to_contain_text("code")
+    item.locator("[name=code]").fill(found.group(1))
+    item.locator(".confirm button").click()
+    expect(item).not_to_contain_text("waiting for the code")
+    expect(item.locator(".confirm")).to_have_count(0)
