@@ -179,3 +179,33 @@ def test_pages_filters_and_a_chart_that_opens_full(live_engine: LiveEngine, page
     expect(page.locator("#chart-empty")).to_be_hidden()
     expect(page.locator("#chart-legend li.line")).to_have_count(24)
     shot(page, "page-history")
+
+
+def test_the_next_person_in_the_tab_sees_nothing_of_the_last(
+    live_engine: LiveEngine, page: Page
+) -> None:
+    sign_up(page, live_engine.base_url, "jack")
+    create_alert(page, "BTCUSDT", "70000", "above", "jack's secret plan")
+    expect(page.locator("#chart-legend li.line")).to_have_count(1)
+    page.click("#sign-out")
+    expect(page.locator("#auth-view")).to_be_visible()
+    assert "jack's secret plan" not in page.content()
+
+    sign_up(page, live_engine.base_url, "kate")
+    expect(page.locator("#chart-title")).to_have_text("BTCUSDT · binance")
+    expect(page.locator("#alerts-empty")).to_be_visible()
+    expect(page.locator("#chart-legend li")).to_have_count(0)
+    # Jack's alert fires: Kate, watching the same symbol, sees the price and no toast.
+    live_engine.wait_subscribed("BTCUSDT")
+    live_engine.push("BTCUSDT", "70001")
+    expect(page.locator("#last-price")).to_have_text("70,001")
+    time.sleep(1.0)  # a fire event would have arrived with the price
+    expect(page.locator(".toast.fire")).to_have_count(0)
+    assert "jack's secret plan" not in page.content()
+    # It did fire: Jack, back, sees it so.
+    page.click("#sign-out")
+    form = page.locator("#sign-in-form")
+    form.locator("[name=username]").fill("jack")
+    form.locator("[name=password]").fill(PASSWORD)
+    form.locator("button[type=submit]").click()
+    expect(row(page, "jack's secret plan").locator(".status")).to_have_text("fired")

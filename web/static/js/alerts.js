@@ -26,6 +26,16 @@ export class AlertsPanel extends EventTarget {
     byId("next-page").addEventListener("click", () => this.turn(1));
   }
 
+  /** Back to the first page with no filter and nothing shown (after a sign-out). */
+  forget() {
+    this.page = 1;
+    this.filters = { status: "", symbol: "" };
+    this.open.clear();
+    byId("filter-form").reset();
+    fill(this.body);
+    byId("page-info").textContent = "";
+  }
+
   turn(step) {
     this.page = Math.max(1, this.page + step);
     this.load();

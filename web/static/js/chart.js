@@ -71,6 +71,12 @@ export class PriceChart {
     this.markers.setMarkers([]);
   }
 
+  /** No symbol at all (after a sign-out). */
+  clear() {
+    this.show("", "");
+    this.key = null;
+  }
+
   is(exchange, symbol) {
     return this.key === `${exchange}/${symbol}`;
   }

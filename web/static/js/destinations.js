@@ -35,6 +35,12 @@ export class DestinationsPanel extends EventTarget {
     this.placeholder();
   }
 
+  forget() {
+    fill(this.list);
+    this.form.reset();
+    this.error.textContent = "";
+  }
+
   placeholder() {
     const kind = this.form.elements.kind.value;
     this.form.elements.target.placeholder = PLACEHOLDERS[kind] || `a ${kind} URL`;

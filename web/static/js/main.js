@@ -72,8 +72,28 @@ byId("sign-out").addEventListener("click", () => session.signOut());
 session.addEventListener("signedin", (event) => start(event.detail));
 session.addEventListener("signedout", (event) => {
   stream.stop();
+  forget();
   showAuth(event.detail);
 });
+
+/** Nothing of the last person stays on the page for the next one to see. */
+function forget() {
+  watched = null;
+  last.key = null;
+  last.price = null;
+  names.clear();
+  looked.clear();
+  chart.clear();
+  byId("create-form").reset();
+  byId("direction-hint").textContent = "";
+  byId("chart-title").textContent = "Chart";
+  alerts.forget();
+  destinations.forget();
+  fill(byId("last-price"));
+  fill(byId("toasts"));
+  byId("secret").textContent = "";
+  byId("secret-box").hidden = true;
+}
 
 async function start(user) {
   byId("auth-view").hidden = true;

@@ -33,6 +33,7 @@ export class LiveStream extends EventTarget {
 
   stop() {
     this.stopped = true;
+    this.symbols.clear();
     clearTimeout(this.retry);
     this.cleanup();
     if (this.socket) this.socket.close(1000, "bye");
