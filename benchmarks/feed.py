@@ -233,10 +233,13 @@ async def bare_receive(url: str, frames: int) -> Timed:
         return Timed(time.perf_counter() - wall, time.process_time() - cpu)
 
 
-async def whole_path(url: str, triggers: list[Trigger]) -> Timed:
+async def whole_path(url: str, triggers: list[Trigger], prices: LastPrices | None = None) -> Timed:
     """Run feed -> book until the last sentinel fires, timed from the first sentinel's fire
-    (its tick's arrival, for wall time); latencies are those of the walk's fires."""
-    demand, metrics, prices = Demand(), Metrics(), LastPrices()
+    (its tick's arrival, for wall time); latencies are those of the walk's fires. The book
+    writes its last prices to ``prices`` when given (``benchmarks/stream.py``: the ones a web
+    server streams), else to fresh ones."""
+    demand, metrics = Demand(), Metrics()
+    prices = LastPrices() if prices is None else prices
     book = TriggerBook()
     book.bulk_load(triggers)
     ticks_send, ticks_recv = trio.open_memory_channel[Tick](TICK_BUFFER)

@@ -233,8 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.set_defaults(func=_webhooks_listen)
 
-    bench = sub.add_parser("bench", help="run a benchmark: book, store, feed, sinks or abuse")
-    bench.add_argument("target", choices=["book", "store", "feed", "sinks", "abuse"])
+    bench = sub.add_parser(
+        "bench", help="run a benchmark: book, store, feed, stream, sinks or abuse"
+    )
+    bench.add_argument("target", choices=["book", "store", "feed", "stream", "sinks", "abuse"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
     bench.set_defaults(func=_bench)
 
