@@ -1,7 +1,7 @@
 """Benchmark of ``/api/stream`` under a saturated feed: idle watchers must not slow matching.
 
-    triggerbook bench stream [--clients N] [--frames F] [--triggers T] [--rounds R] [--quick]
-                             [--json]
+    triggerbook bench stream [--clients N] [--frames F] [--triggers T] [--rounds R]
+                             [--interval S] [--quick] [--json]
 
 One Trio loop in this process stands for the engine: the real web (``web.server.run_web``
 over ``engine.app.assemble`` and a real store, an embedded Postgres in a temporary directory)
@@ -27,11 +27,21 @@ process's RSS with the clients connected minus before, per client (``rss_per_cli
 from a fresh heap, before any run reuses freed memory), and the same with ``tracemalloc``
 (``traced_per_client_kb``: Python objects only, exact, measured in a second pass because
 tracing costs memory and time of its own).
+
+``--interval`` sets ``WebSettings.stream_interval_s`` (default 0.25 s: 4 prices a second per
+symbol), the knob the cost follows. Where the time goes (measured on the 2-core machine, py-spy
+and a run without the feed): 500 watchers whose prices do not change cost ~8% of a core, the
+per-client price tasks waking 4 times a second (~40 us a wake); each price sent costs ~60 us
+more: in the profile, hypercorn's send path (ASGI send, wsproto, its send lock, the socket)
+under our writer task is 28% of the samples, Trio's timers and scheduling most of the rest, our
+price task's own work (read, encode, offer) 8%. A shared ticker (one task fanning the
+prices out) would save the wakes, not the sends, and would wake every writer in one pass.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing
@@ -52,12 +62,22 @@ from typing import Any
 import httpx
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+import trio_asyncio
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from benchmarks.feed import Server, Timed, bare_receive, bench_triggers, whole_path
+from engine.app import assemble, settle_heap
+from engine.book.book import TriggerBook
 from engine.book.prices import LastPrices
-from engine.model import Tick
+from engine.config import load_config
+from engine.metrics import Metrics
+from engine.model import BookCommand, Tick
+from engine.plugins.registry import load_registry
+from engine.quarantine import Quarantine
+from engine.store import open_store
+from web.auth import PasswordHasher
 from web.context import WebSettings
+from web.server import STREAM_SHARE, run_web
 from web.stream import PATH
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT")  # what the feed's recording streams (benchmarks.feed)
@@ -65,6 +85,7 @@ PER_USER = WebSettings().stream_per_user  # streams per user: the default cap
 PASSWORD = "benchmark-password"
 SPREAD_S = 0.5  # clients connect at random within this, as people open pages
 SETTLE_S = 0.5  # after the last client subscribed, before measuring
+PING_S = 20.0  # as the page: a stream silent for WebSettings.stream_idle_s is closed
 ANSWER_S = 120.0  # the clients' process answers each command within this
 
 
@@ -129,12 +150,14 @@ async def _clients(pipe: Any, base: str, usernames: list[str]) -> None:
 
 
 async def _watch(url: str, token: str, tally: Tally, delay: float) -> None:
-    """One idle watcher: authenticate, subscribe, then read and decode every message."""
+    """One idle watcher: authenticate, subscribe, then read and decode every message (and ping
+    every ``PING_S``, as the page does, or the server closes a silent stream)."""
     decode = msgspec.json.Decoder().decode
     await trio.sleep(delay)
     subscribed = False
-    try:
-        async with open_websocket_url(url) as ws:
+    async with open_websocket_url(url) as ws, trio.open_nursery() as nursery:
+        nursery.start_soon(_pinging, ws)
+        try:
             await ws.send_message(json.dumps({"type": "auth", "token": token}))
             listed = [{"exchange": "binance", "symbol": s} for s in SYMBOLS]
             await ws.send_message(json.dumps({"type": "subscribe", "symbols": listed}))
@@ -147,11 +170,19 @@ async def _watch(url: str, token: str, tally: Tally, delay: float) -> None:
                     subscribed = True
                     tally.subscribed += 1
                     tally.done_one()
-    except ConnectionClosed as closed:
-        if subscribed:
-            raise  # an admitted watcher dropped: the run would measure fewer clients
-        tally.refused.append(f"{closed.reason.code} {closed.reason.reason}")
-        tally.done_one()
+        except ConnectionClosed as closed:
+            if subscribed:
+                raise  # an admitted watcher dropped: the run would measure fewer clients
+            tally.refused.append(f"{closed.reason.code} {closed.reason.reason}")
+            tally.done_one()
+            nursery.cancel_scope.cancel()
+
+
+async def _pinging(ws: WebSocketConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):  # the watcher itself reports why
+        while True:
+            await trio.sleep(PING_S)
+            await ws.send_message('{"type":"ping"}')
 
 
 class Clients:
@@ -272,21 +303,14 @@ async def _round(
 
 
 async def _engine(
-    tmp: Path, feed_url: str, count: int, frames: int, trigger_count: int, rounds: int
+    tmp: Path,
+    feed_url: str,
+    count: int,
+    frames: int,
+    trigger_count: int,
+    rounds: int,
+    interval: float,
 ) -> dict[str, Any]:
-    import trio_asyncio
-
-    from engine.app import assemble, settle_heap
-    from engine.book.book import TriggerBook
-    from engine.config import load_config
-    from engine.metrics import Metrics
-    from engine.model import BookCommand
-    from engine.plugins.registry import load_registry
-    from engine.quarantine import Quarantine
-    from engine.store import open_store
-    from web.auth import PasswordHasher
-    from web.server import run_web
-
     registry = load_registry(entry_points=False)
     (tmp / "config.toml").write_text("")
     config = load_config(
@@ -295,13 +319,18 @@ async def _engine(
             "TRIGGERBOOK_HTTP_PORT": "0",
             "TRIGGERBOOK_DATABASE_DATA_DIR": str(tmp / "pg"),
             "TRIGGERBOOK_AUTH_SECRET": secrets.token_hex(32),
+            # streams may hold STREAM_SHARE of the connections: raised only past 800 clients
+            "TRIGGERBOOK_HTTP_MAX_CONNECTIONS": str(max(1000, math.ceil(count / STREAM_SHARE))),
         },
         plugin_sections=registry.sections(),
     )
     defaults = WebSettings()
     settings = replace(
-        defaults, bcrypt_rounds=4, stream_total=max(defaults.stream_total, count)
-    )  # logins are setup, not measured; past 1,000 clients the total cap is raised to fit
+        defaults,
+        bcrypt_rounds=4,  # logins are setup, not measured
+        stream_total=max(defaults.stream_total, count),  # raised only past 1,000 clients
+        stream_interval_s=interval,
+    )
     usernames = [f"watcher{i}" for i in range(math.ceil(count / PER_USER))]
     triggers = bench_triggers(trigger_count)
     commands, _unused = trio.open_memory_channel[BookCommand](16)  # no book actor: no alerts
@@ -336,7 +365,8 @@ async def _engine(
                 with trio.CancelScope(shield=True):
                     await clients.stop()
             nursery.cancel_scope.cancel()
-    return _figures(done, count, len(usernames), frames, trigger_count) | memory
+    figures = _figures(done, count, len(usernames), frames, trigger_count)
+    return figures | {"interval_s": interval} | memory
 
 
 def _figures(
@@ -376,10 +406,10 @@ def _figures(
     return out
 
 
-def run(clients: int, frames: int, triggers: int, rounds: int) -> dict[str, Any]:
+def run(clients: int, frames: int, triggers: int, rounds: int, interval: float) -> dict[str, Any]:
     """Every measurement, as a flat dict."""
     with tempfile.TemporaryDirectory() as tmp, Server("trades", frames) as server:
-        return trio.run(_engine, Path(tmp), server.url, clients, frames, triggers, rounds)
+        return trio.run(_engine, Path(tmp), server.url, clients, frames, triggers, rounds, interval)
 
 
 PAIRED = (
@@ -414,12 +444,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--triggers", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=5, help="each: bare, without, with")
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=WebSettings().stream_interval_s,
+        help="seconds between two prices of a symbol (WebSettings.stream_interval_s)",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: small sizes, 1 round")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.clients, args.frames, args.triggers, args.rounds = 20, 20_000, 200, 1
-    results = run(args.clients, args.frames, args.triggers, args.rounds)
+    results = run(args.clients, args.frames, args.triggers, args.rounds, args.interval)
     print(json.dumps({"results": results}) if args.json else table(results))
     return 0
 
