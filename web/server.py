@@ -113,5 +113,6 @@ async def run_web(
             await trio.sleep_forever()
         finally:
             state.creates.stop_taking()  # first: new creates get 503, queued ones still commit
+            app.streams.close_all()  # streams end with 1001 now, not cut at the drain's end
             shutdown.set()
             serve_scope.deadline = trio.current_time() + settings.grace_s + 1.0

@@ -31,6 +31,9 @@ The protocol (JSON text frames):
   fire is committed (``engine/events.py``; ``triggered_at`` epoch ms, prices decimal strings),
   to each of that user's open streams, whatever they subscribed.
 
+When the server shuts down every stream is closed with 1001 at once, before the drain, and no
+new one is admitted (:meth:`Streams.close_all`): clients reconnect to the next engine.
+
 Heartbeats go both ways: hypercorn pings every client (``web/server.py``), and a client sends
 something (``ping`` will do) at least every ``WebSettings.stream_idle_s``; a stream that stays
 silent longer is closed with 4000 ``idle``, so a dead peer, or one that only holds a slot, does
@@ -80,6 +83,7 @@ TOO_SLOW = 4429
 USER_CAP = 4408
 TOTAL_CAP = 4503
 BAD_MESSAGE = 4400
+GOING_AWAY = 1001  # the server is shutting down (RFC 6455)
 IDLE = 4000  # nothing from the client within stream_idle_s: a dead peer, or one holding a slot
 MAX_MESSAGE = 16 * 1024  # bytes of one client message
 CLOSE_WAIT_S = 1.0  # how long a close frame may take to leave before the socket is dropped
@@ -126,6 +130,18 @@ class Streams:
         self.total = total
         self._by_user: dict[int, set[Client]] = {}
         self._count = 0
+        self.going_away = False
+
+    def close_all(self) -> None:
+        """The server is shutting down: every stream is closed with 1001 now (its client
+        reconnects to the next engine at once, rather than finding its socket cut at the end
+        of the drain), and no new one is admitted."""
+        self.going_away = True
+        for clients in self._by_user.values():
+            for client in clients:
+                if not client.dropped.is_set():  # one already ending keeps its own reason
+                    client.close_with = (GOING_AWAY, "the server is shutting down")
+                    client.dropped.set()
 
     def __len__(self) -> int:
         return self._count
@@ -135,7 +151,9 @@ class Streams:
         return list(self._by_user.get(user_id, ()))
 
     def add(self, client: Client) -> None:
-        """Admit ``client``; :class:`Closing` past a cap."""
+        """Admit ``client``; :class:`Closing` past a cap, or once the server is going away."""
+        if self.going_away:
+            raise Closing(GOING_AWAY, "the server is shutting down; connect again shortly")
         if self._count >= self.total:
             raise Closing(TOTAL_CAP, f"server full: at most {self.total} streams")
         mine = self._by_user.setdefault(client.user_id, set())

@@ -250,3 +250,29 @@ async def test_streams_leave_a_fifth_of_the_connections_to_the_api(
                 code, reason = await _closed(ninth)
             assert code == 4503 and "at most 8 streams" in reason
             assert (await api.client.get("/healthz")).status_code == 200
+
+
+async def test_streams_are_closed_with_1001_when_the_server_shuts_down(
+    store: Any, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """At shutdown every stream ends at once with 1001 (not cut at the end of the drain)."""
+
+    async def serve(*, task_status: trio.TaskStatus[tuple[Api, trio.CancelScope]]) -> None:
+        with trio.CancelScope() as scope:
+            async with (
+                trio.open_nursery() as server,
+                start_api(store, server, tmp_path, settings=FAST) as api,
+            ):
+                task_status.started((api, scope))
+                await trio.sleep_forever()
+
+    with trio.fail_after(20):
+        api, scope = await nursery.start(serve)
+        token = await _token(api, "alice")
+        async with open_websocket_url(_url(api)) as ws:
+            await _subscribe(ws, token, "BTCUSDT")
+            scope.cancel()
+            start = trio.current_time()
+            code, reason = await _closed(ws)
+        assert code == 1001 and "shutting down" in reason
+        assert trio.current_time() - start < FAST.grace_s / 2
