@@ -65,7 +65,7 @@ class File:
 
     body: bytes
     content_type: str
-    etag: str
+    etag: str  # unquoted (werkzeug's ETags compare unquoted tags)
 
 
 class Files:
@@ -89,7 +89,7 @@ class Files:
             body = path.read_bytes()
             kind = TYPES.get(path.suffix) or mimetypes.guess_type(name)[0]
             digest = hashlib.sha256(body).hexdigest()[:32]
-            self._files[name] = File(body, kind or "application/octet-stream", f'"{digest}"')
+            self._files[name] = File(body, kind or "application/octet-stream", digest)
 
     def get(self, name: str) -> File | None:
         """The file called ``name``, or None."""
@@ -105,7 +105,7 @@ def _send(file: File) -> Response:
     else:
         response = Response(file.body, content_type=file.content_type)
     response.headers.update(HEADERS)
-    response.headers["ETag"] = file.etag
+    response.headers["ETag"] = f'"{file.etag}"'
     return response
 
 
