@@ -35,7 +35,8 @@ class WebSettings:
     finish once the server is cancelled. ``fast_lane`` serves the hottest requests past Quart
     (``web/fastlane.py``); off, every request goes through the app, which is what
     ``benchmarks/api_load.py`` compares it with. ``stream_*`` bound ``/api/stream``
-    (``web/stream.py``): seconds between two prices of a symbol, symbols per stream, messages
+    (``web/stream.py``): seconds between two prices of a symbol (and while the engine is busy,
+    ``stream_busy_interval_s``), symbols per stream, messages
     queued for a client before it is dropped as too slow, streams per user and in all,
     seconds for the first (auth) message, and seconds a stream may stay silent (no ping).
     """
@@ -51,6 +52,7 @@ class WebSettings:
     grace_s: float = 5.0
     fast_lane: bool = True
     stream_interval_s: float = 0.25
+    stream_busy_interval_s: float | None = 1.0
     stream_symbols: int = 20
     stream_buffer: int = 256
     stream_per_user: int = 5

@@ -25,6 +25,7 @@ from web.app import create_app
 from web.auth import resolve_secret
 from web.context import WebSettings
 from web.listener import fit_fd_limit, serve
+from web.stream import run_prices
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,13 @@ async def run_web(
                 async with trio.open_nursery() as batching:
                     await batching.start(state.creates.run)
                     await batching.start(state.lists.run)
+                    await batching.start(
+                        run_prices,
+                        app.streams,
+                        ctx.prices,
+                        settings.stream_interval_s,
+                        settings.stream_busy_interval_s,
+                    )
                     await serve(
                         app.asgi,
                         hconfig,

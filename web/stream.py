@@ -17,8 +17,11 @@ The protocol (JSON text frames):
   an exact decimal string, ``time`` the exchange's event time in ms, 0 when it sends none;
   ``at`` the engine's epoch second when sent, the clock of the history points, so a chart can
   put both on one axis) at most once per
-  ``WebSettings.stream_interval_s`` per symbol, the latest only, read from ``parts.prices``:
-  nothing runs on the book's hot path, whatever the number of clients.
+  ``WebSettings.stream_interval_s`` per symbol, the latest only, read from ``parts.prices`` by
+  one task for all streams (:func:`run_prices`): nothing runs on the book's hot path, and the
+  cost of a round is one timer and one pass, whatever the number of clients. While the engine
+  is busy (over 75% of a core) the rounds slow to ``WebSettings.stream_busy_interval_s``
+  (one a second): prices to watchers yield to matching.
 - Right after a ``subscribed`` answer, each newly subscribed symbol's recent history, when the
   engine holds any (``engine/book/history.py``: up to 15 minutes, one point a second):
   ``{"type": "history", "exchange", "symbol", "points": [{"time", "price"}]}`` (``time`` epoch
@@ -55,15 +58,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 import trio
 
+from engine.book.prices import LastPrices
 from engine.errors import ApiError
 from engine.events import FireEvent
+from engine.model import Tick
 from web import markets
 from web.auth import ACCESS
 from web.context import State
@@ -107,6 +112,7 @@ class Client:
     symbols: set[tuple[str, str]] = field(default_factory=set)
     dropped: trio.Event = field(default_factory=trio.Event)
     close_with: tuple[int, str] | None = None  # why the connection ends, when not too slow
+    sent: dict[tuple[str, str], Tick] = field(default_factory=dict)  # last tick sent, by symbol
 
     def offer(self, message: bytes) -> bool:
         """Queue ``message`` without waiting; a full buffer drops the client (returns False)."""
@@ -145,6 +151,11 @@ class Streams:
 
     def __len__(self) -> int:
         return self._count
+
+    def __iter__(self) -> Iterator[Client]:
+        """Every open stream (do not add or remove while iterating: no await in between)."""
+        for clients in self._by_user.values():
+            yield from clients
 
     def of_user(self, user_id: int) -> list[Client]:
         """The open streams of ``user_id`` (for a publisher of that user's events)."""
@@ -229,7 +240,6 @@ class StreamApp:
             self.streams.add(client)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._write, pending, send)
-                nursery.start_soon(self._prices, client)
                 nursery.start_soon(self._read, client, receive)
                 await client.dropped.wait()
                 nursery.cancel_scope.cancel()
@@ -308,6 +318,8 @@ class StreamApp:
             return self._error(str(refused))
         if kind == "unsubscribe":
             client.symbols.difference_update(wanted)
+            for key in wanted:  # subscribed again later, it gets the price it has then
+                client.sent.pop(key, None)
         else:
             limit = self._state.settings.stream_symbols
             if len(client.symbols | set(wanted)) > limit:
@@ -338,32 +350,6 @@ class StreamApp:
 
     def _error(self, detail: str) -> bytes:
         return self._encoder.encode({"type": "error", "detail": detail})
-
-    async def _prices(self, client: Client) -> None:
-        """Every interval, the latest tick of each subscribed symbol that changed since sent."""
-        prices = self._state.ctx.prices
-        last: dict[tuple[str, str], object] = {}
-        interval = self._state.settings.stream_interval_s
-        while True:
-            await trio.sleep(interval)
-            now = int(time.time())
-            for key in list(client.symbols):
-                tick = prices.get(*key)
-                if tick is None or last.get(key) is tick:
-                    continue
-                last[key] = tick
-                message = {
-                    "type": "price",
-                    "exchange": tick.exchange,
-                    "symbol": tick.symbol,
-                    "price": plain(tick.price),
-                    "time": tick.exchange_time_ms,
-                    "at": now,
-                }
-                if not client.offer(self._encoder.encode(message)):
-                    return
-            for key in set(last) - client.symbols:
-                del last[key]
 
     async def _write(
         self,
@@ -409,3 +395,82 @@ def _decode(text: str) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise Closing(BAD_MESSAGE, "messages are JSON objects")
     return message
+
+
+async def run_prices(
+    streams: Streams,
+    prices: LastPrices,
+    interval_s: float,
+    busy_interval_s: float | None = None,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Every stream's prices, from one task: each round, every client is offered the latest
+    tick of each symbol it watches that changed since it was sent one (a symbol just subscribed
+    gets the price it has), each symbol's message encoded once for all its clients.
+
+    One task, not one per client: 500 watchers cost one timer and one pass a round, not 500
+    timers and 500 wakes (``triggerbook bench stream``). A round never waits (``offer``); a
+    client whose buffer is full is dropped by it. Runs until cancelled (``web.server.run_web``).
+
+    Prices yield to matching: a round comes every ``interval_s``, or every ``busy_interval_s``
+    (``None``: the same) while the process is busy (:class:`Load`), so that however many
+    people watch, sending them prices cannot take the CPU the feeds and the book need.
+
+    Runtime complexity: O(subscriptions) a round, plus one encode per changed symbol.
+    """
+    encode = msgspec.json.Encoder().encode
+    load = Load()
+    task_status.started()
+    while True:
+        await trio.sleep(busy_interval_s if busy_interval_s and load.busy() else interval_s)
+        now = int(time.time())
+        round_: dict[tuple[str, str], tuple[Tick | None, bytes]] = {}
+        for client in streams:
+            sent = client.sent
+            for key in client.symbols:
+                latest = round_.get(key)
+                if latest is None:
+                    tick = prices.get(*key)
+                    message = b"" if tick is None else encode(_price(tick, now))
+                    latest = round_[key] = (tick, message)
+                tick, message = latest
+                if tick is None or sent.get(key) is tick:
+                    continue
+                sent[key] = tick
+                if not client.offer(message):
+                    break
+
+
+class Load:
+    """Is this process busy? The share of a core it used since the last question (all its
+    threads: ``time.process_time``), with hysteresis: busy past ``BUSY``, calm again under
+    ``CALM``. Read once a round, so it costs a clock read, never anything per tick."""
+
+    BUSY = 0.75
+    CALM = 0.5
+
+    def __init__(self) -> None:
+        self._cpu = time.process_time()
+        self._wall = time.perf_counter()
+        self._busy = False
+
+    def busy(self) -> bool:
+        cpu, wall = time.process_time(), time.perf_counter()
+        elapsed = wall - self._wall
+        if elapsed > 0:
+            share = (cpu - self._cpu) / elapsed
+            self._busy = share > self.CALM if self._busy else share > self.BUSY
+        self._cpu, self._wall = cpu, wall
+        return self._busy
+
+
+def _price(tick: Tick, now: int) -> dict[str, Any]:
+    return {
+        "type": "price",
+        "exchange": tick.exchange,
+        "symbol": tick.symbol,
+        "price": plain(tick.price),
+        "time": tick.exchange_time_ms,
+        "at": now,
+    }
