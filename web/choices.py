@@ -30,6 +30,12 @@ SCHEMA = obj(
         },
         "channels": {**STRINGS, "description": "the channels an alert may name"},
         "destination_kinds": {**STRINGS, "description": "the kinds a destination may have"},
+        "account_confirmation": {
+            **BOOL,
+            "description": "the account's own address is mailed alerts only once confirmed "
+            "([sinks.email] confirm_account: POST /api/users/me/email/confirm/send, then .../"
+            "confirm {code})",
+        },
     }
 )
 
@@ -49,7 +55,13 @@ def choices_of(ctx: Parts) -> dict[str, Any]:
         ],
         "channels": list(channel_kinds(ctx)),
         "destination_kinds": list(ctx.delivery.destination_kinds),
+        "account_confirmation": _confirms_account(ctx),
     }
+
+
+def _confirms_account(ctx: Parts) -> bool:
+    email = ctx.config.sinks.get("email", {})
+    return bool(email.get("enabled") and email.get("confirm_account"))
 
 
 def routes(ctx: Parts) -> list[Route]:

@@ -71,3 +71,4 @@ async def test_choices_follow_the_enabled_feeds_and_sinks(api: Any) -> None:
         }
         assert choices["channels"] == list(api.ctx.delivery.kinds)
         assert choices["destination_kinds"] == list(api.ctx.delivery.destination_kinds)
+        assert choices["account_confirmation"] is False  # the email sink is off here

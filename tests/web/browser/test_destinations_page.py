@@ -1,6 +1,7 @@
 """Destinations on the page, in Chromium: a webhook added, its secret shown once and copied, a
 test sent to a real HTTP receiver, a reload that resumes the session without the secret, a
-delete; an address confirmed with the code a real SMTP server (aiosmtpd) received.
+delete; an address, and the account's own, confirmed with the code a real SMTP server (aiosmtpd)
+received.
 
 The webhook receiver is a plain stdlib HTTP server on 127.0.0.1 (the webhook sink is told to
 allow private addresses, as a local deployment would be)."""
@@ -127,7 +128,13 @@ def mail_engine(
     """The engine with its email sink pointed at :func:`smtp`."""
 
     def with_mail(config: Config) -> Config:
-        mail = {**config.sinks["email"], "enabled": True, "host": "127.0.0.1", "port": smtp[0]}
+        mail = {
+            **config.sinks["email"],
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": smtp[0],
+            "confirm_account": True,
+        }
         return replace(config, sinks={**config.sinks, "email": mail})
 
     live = LiveEngine(tmp_path, fresh_database, with_mail)
@@ -143,6 +150,9 @@ def test_an_address_is_confirmed_with_the_mailed_code(
 ) -> None:
     _, recorder = smtp
     sign_up(page, mail_engine.base_url, "ivy")
+    banner = page.locator("#account-confirm")
+    expect(banner).to_be_visible()  # confirm_account is on: the account's address waits
+    expect(banner.locator("#account-email")).to_have_text("ivy@example.com")
     form = page.locator("#destination-form")
     form.locator("[name=kind]").select_option("email")
     form.locator("[name=target]").fill("ivy.work@example.com")
@@ -165,3 +175,15 @@ def test_an_address_is_confirmed_with_the_mailed_code(
     item.locator(".confirm button").click()
     expect(item).not_to_contain_text("waiting for the code")
     expect(item.locator(".confirm")).to_have_count(0)
+
+    # The account's own address, the same way.
+    page.click("#send-account-code")
+    expect(page.locator("#account-outcome")).to_have_text("Sent: check your mail.")
+    assert len(recorder.messages) == 2 and recorder.envelopes[1][1] == ["ivy@example.com"]
+    mailed = recorder.messages[1].get_body(("plain",))
+    assert mailed is not None
+    code = re.search(r"\b(\d{6})\b", mailed.get_content())
+    assert code, mailed.get_content()
+    banner.locator("[name=code]").fill(code.group(1))
+    banner.locator("button[type=submit]").click()
+    expect(banner).to_be_hidden()

@@ -22,6 +22,11 @@ export class DestinationsPanel extends EventTarget {
     });
     this.form.elements.kind.addEventListener("change", () => this.placeholder());
     byId("copy-secret").addEventListener("click", () => this.copy());
+    byId("send-account-code").addEventListener("click", (event) => this.sendAccountCode(event.target));
+    byId("account-confirm-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      busy(event.target, () => this.confirmAccount(event.target));
+    });
     byId("hide-secret").addEventListener("click", () => {
       byId("secret").textContent = "";
       byId("secret-box").hidden = true;
@@ -35,7 +40,43 @@ export class DestinationsPanel extends EventTarget {
     this.placeholder();
   }
 
+  /** The account's own address, when the engine mails it only once confirmed. */
+  account(user, choices) {
+    byId("account-email").textContent = user.email;
+    byId("account-confirm").hidden = !choices.account_confirmation || user.email_confirmed;
+  }
+
+  async sendAccountCode(button) {
+    const outcome = byId("account-outcome");
+    button.disabled = true;
+    try {
+      const sent = await this.session.request("POST", "/api/users/me/email/confirm/send");
+      outcome.textContent = sent.state === "delivered" ? "Sent: check your mail." : `${sent.state}: ${sent.reason || ""}`;
+      outcome.dataset.state = sent.state;
+    } catch (error) {
+      outcome.textContent = error.message;
+      outcome.dataset.state = "failed";
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  async confirmAccount(form) {
+    const outcome = byId("account-outcome");
+    try {
+      await this.session.request("POST", "/api/users/me/email/confirm", { code: values(form).code });
+      byId("account-confirm").hidden = true;
+      form.reset();
+      outcome.textContent = "";
+    } catch (error) {
+      outcome.textContent = error.message;
+      outcome.dataset.state = "failed";
+    }
+  }
+
   forget() {
+    byId("account-confirm").hidden = true;
+    byId("account-outcome").textContent = "";
     fill(this.list);
     this.form.reset();
     this.error.textContent = "";

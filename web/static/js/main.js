@@ -104,7 +104,9 @@ async function start(user) {
   byId("sign-in-form").reset();
   byId("sign-up-form").reset();
   try {
-    offer(await session.get("/api/choices"));
+    const choices = await session.get("/api/choices");
+    offer(choices);
+    destinations.account(user, choices);
   } catch (error) {
     showError(error);
   }
