@@ -34,6 +34,7 @@ CORE_SCHEMA: Mapping[str, Mapping[str, Any]] = {
         "head_timeout_s": 10.0,
         "body_timeout_s": 10.0,
         "keep_alive_s": 5.0,
+        "send_timeout_s": 10.0,
     },
     "database": {"url": "", "data_dir": "var/pg", "start_timeout_s": 30.0},
     "auth": {
@@ -59,7 +60,9 @@ class HttpConfig:
     """Where the API listens, and how long and how many connections it holds (``web/listener.py``):
     at most ``max_connections`` at once (past it, accepting waits); a new connection's request head
     must be complete within ``head_timeout_s``, a request's body within ``body_timeout_s`` (else
-    408), and an idle keep-alive connection is closed after ``keep_alive_s``."""
+    408), and an idle keep-alive connection is closed after ``keep_alive_s``. A write to a client
+    must be taken within ``send_timeout_s``, else the connection is closed: a client that stops
+    reading cannot hold it, its slot, or the engine's shutdown."""
 
     host: str
     port: int
@@ -67,6 +70,7 @@ class HttpConfig:
     head_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
     keep_alive_s: float = 5.0
+    send_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ Why not ``hypercorn.trio.serve``: it accepts every connection the kernel hands i
 idle or half-sent one for its keep-alive timeout, so a flood of connections that send nothing
 runs the process out of file descriptors (``accept`` failing with EMFILE, ``/healthz`` timing
 out: issue 15). :func:`serve` is hypercorn's trio worker (``hypercorn/trio/run.py``) for the
-plain-TCP binds we use, with two changes:
+plain-TCP binds we use, with three changes:
 
 - **a cap**: a slot of a ``trio.Semaphore(max_connections)`` is taken *before* ``accept`` and
   given back when the connection closes, so past the cap accepting stops: new clients wait in
@@ -17,7 +17,11 @@ plain-TCP binds we use, with two changes:
   a request (opened, or its last answer sent) until a complete request head has arrived, and
   closes the connection when it fires. Here that timer is ``head_timeout_s`` for a connection's
   first request and hypercorn's ``keep_alive_timeout`` for every later one, so a connection that
-  sends nothing, or half a request line, is closed ``head_timeout_s`` after it was accepted.
+  sends nothing, or half a request line, is closed ``head_timeout_s`` after it was accepted;
+- **a write deadline**: hypercorn shields every socket write from cancellation, so a client
+  that stops reading (its receive window full) would hold the write, the connection, its slot
+  and the server's shutdown for as long as it likes. Here each write must finish within
+  ``send_timeout_s``, else the socket is closed and the connection ends.
 
 The rest is hypercorn's own: the connection (``TCPServer``, h11/h2 protocols, the head size cap
 ``h11_max_incomplete_size``), the lifespan, and graceful shutdown (accepting stops, idle
@@ -37,6 +41,7 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.lifespan import Lifespan
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
@@ -52,6 +57,7 @@ FD_RESERVE = 256
 # trio.serve_listeners does) rather than crash the server.
 _RETRY_ACCEPT = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _RETRY_S = 0.1
+SEND_TIMEOUT_S = 10.0  # the default of [http] send_timeout_s (engine/config.py)
 
 
 def plan_fd_limit(cap: int, soft: int, hard: int, reserve: int = FD_RESERVE) -> tuple[int, int]:
@@ -97,8 +103,9 @@ def fit_fd_limit(cap: int, reserve: int = FD_RESERVE) -> int:
 
 class _Connection(TCPServer):
     """hypercorn's connection with ``head_timeout_s`` as the idle timer of its first request,
-    closed as soon as its client has gone; while it waits for that first head it is listed in
-    ``headless`` (oldest first) so that :func:`serve` may close it early (``shed``).
+    closed as soon as its client has gone, and closed when a write takes longer than
+    ``send_timeout_s``; while it waits for that first head it is listed in ``headless``
+    (oldest first) so that :func:`serve` may close it early (``shed``).
 
     hypercorn's connection ends when its task group does, and the idle timer runs in that group:
     a client that closes an idle connection (or one it never sent a head on) left its socket,
@@ -107,10 +114,15 @@ class _Connection(TCPServer):
     """
 
     def __init__(
-        self, *args: Any, head_timeout_s: float, headless: dict[_Connection, None]
+        self,
+        *args: Any,
+        head_timeout_s: float,
+        send_timeout_s: float,
+        headless: dict[_Connection, None],
     ) -> None:
         super().__init__(*args)
         self._head_timeout_s = head_timeout_s
+        self._send_timeout_s = send_timeout_s
         self._headless = headless
         self._served = False
         self._waiting = trio.CancelScope()
@@ -119,6 +131,40 @@ class _Connection(TCPServer):
         """Close this connection now: it has not sent a head and another client needs its slot."""
         self._headless.pop(self, None)
         self._waiting.cancel()
+
+    async def protocol_send(self, event: Event) -> None:
+        # hypercorn's own, but a write gets send_timeout_s. hypercorn shields its writes (a
+        # cancelled task must not leave half a frame on the wire), so neither our deadlines nor
+        # shutdown could end a write to a client that stopped reading: past the deadline the
+        # socket is closed, which also wakes the reader, and the connection ends as if the
+        # client had left.
+        if not isinstance(event, RawData):
+            await super().protocol_send(event)
+            return
+        async with self.send_lock:
+            with trio.CancelScope(shield=True):
+                try:
+                    with trio.fail_after(self._send_timeout_s):
+                        await self.stream.send_all(event.data)
+                    return
+                except trio.TooSlowError:
+                    log.info(
+                        "web: closed the connection of %s: a write waited %.1f s (send_timeout_s)"
+                        " for the client to read",
+                        self._peer(),
+                        self._send_timeout_s,
+                    )
+                    await self.stream.aclose()
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+            await self.protocol.handle(Closed())
+
+    def _peer(self) -> str:
+        sock = self.stream.socket
+        try:
+            return repr_socket_addr(sock.family, sock.getpeername())
+        except OSError:
+            return "a client"
 
     async def _read_data(self) -> None:
         await super()._read_data()
@@ -147,13 +193,15 @@ async def serve(
     *,
     max_connections: int,
     head_timeout_s: float,
+    send_timeout_s: float = SEND_TIMEOUT_S,
     shutdown_trigger: Callable[[], Awaitable[object]],
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the ASGI ``app`` on ``config``'s binds until ``shutdown_trigger`` returns.
 
-    At most ``max_connections`` connections at once; ``task_status.started`` gets the binds
-    (``["http://127.0.0.1:41234"]``). Raises ``OSError`` when a bind fails.
+    At most ``max_connections`` connections at once, a new one's head within
+    ``head_timeout_s``, each write within ``send_timeout_s``; ``task_status.started`` gets the
+    binds (``["http://127.0.0.1:41234"]``). Raises ``OSError`` when a bind fails.
     """
     wrapped: AppWrapper = wrap_app(app, config.wsgi_max_body_size, "asgi")
     lifespan_state: dict[str, Any] = {}
@@ -171,6 +219,7 @@ async def serve(
                 ConnectionState(lifespan_state.copy()),
                 stream,
                 head_timeout_s=head_timeout_s,
+                send_timeout_s=send_timeout_s,
                 headless=headless,
             ).run()
         finally:

@@ -244,9 +244,14 @@ def test_the_http_keys_are_checked(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text("[http]\nmax_connections = 50\nkeep_alive_s = 2\n")
     http = load_config(tmp_path / "c.toml", environ={}).http
     assert (http.max_connections, http.keep_alive_s, http.head_timeout_s) == (50, 2.0, 10.0)
+    assert http.send_timeout_s == 10.0
+    shorter = load_config(tmp_path / "c.toml", environ=_env(send_timeout_s=2.5)).http
+    assert shorter.send_timeout_s == 2.5
     for key, value in (
         ("head_timeout_s", "0"),
         ("body_timeout_s", "nan"),
+        ("send_timeout_s", "0"),
+        ("send_timeout_s", "-1"),
         ("max_connections", "0"),
     ):
         with pytest.raises(ConfigError, match=key):
