@@ -34,8 +34,9 @@ and a run without the feed): 500 watchers whose prices do not change cost ~8% of
 per-client price tasks waking 4 times a second (~40 us a wake); each price sent costs ~60 us
 more: in the profile, hypercorn's send path (ASGI send, wsproto, its send lock, the socket)
 under our writer task is 28% of the samples, Trio's timers and scheduling most of the rest, our
-price task's own work (read, encode, offer) 8%. A shared ticker (one task fanning the
-prices out) would save the wakes, not the sends, and would wake every writer in one pass.
+price task's own work (read, encode, offer) 8%. One task now fans the prices out to every
+stream (``web.stream.run_prices``), which saves the wakes, not the sends; the sends are bounded
+by slowing the rounds while the engine is busy (``web.stream.Load``; the README has the figures).
 """
 
 from __future__ import annotations
