@@ -72,4 +72,4 @@ bench: $(STAMP)
 	$(BIN)/triggerbook bench feed
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis frontend/node_modules $(VENDOR)
