@@ -108,6 +108,7 @@ async def run_web(
                         hconfig,
                         max_connections=max_connections,
                         head_timeout_s=http.head_timeout_s,
+                        send_timeout_s=http.send_timeout_s,
                         shutdown_trigger=shutdown.wait,
                         task_status=task_status,
                     )

@@ -15,7 +15,6 @@ import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,9 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-import web.server
 from engine.events import FireEvent
 from tests.web.conftest import SETTINGS, Api, start_api
 from tests.web.test_stream import FAST, _closed, _raw_never_reading, _read_to_end, _url
-from web.listener import serve
 
 SHORT = 0.5  # send_timeout_s of the tests that wait for it, seconds
 LONG = 3.0  # send_timeout_s of the shutdown test: still waiting when the web is cancelled
@@ -38,10 +35,8 @@ SETTINGS_ONE = replace(FAST, stream_per_user=1, stream_buffer=100_000)
 CLOSED_LOG = "a write waited"
 
 
-def _wire(monkeypatch: pytest.MonkeyPatch, send_timeout_s: float) -> dict[str, str]:
-    """The environment that sets ``[http] send_timeout_s``, and ``run_web``'s ``serve`` given the
-    same value (until ``run_web`` passes the key itself; then its value, the same, wins)."""
-    monkeypatch.setattr(web.server, "serve", partial(serve, send_timeout_s=send_timeout_s))
+def _env(send_timeout_s: float) -> dict[str, str]:
+    """The environment that sets ``[http] send_timeout_s`` (``run_web`` passes it on)."""
     return {"TRIGGERBOOK_HTTP_SEND_TIMEOUT_S": str(send_timeout_s)}
 
 
@@ -124,9 +119,9 @@ async def _refused_as_second(api: Api, token: str) -> None:
 
 
 async def test_a_stream_that_stops_reading_is_closed_at_the_write_deadline_and_frees_its_place(
-    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closes: _Closes
+    store: Any, tmp_path: Path, closes: _Closes
 ) -> None:
-    env = _wire(monkeypatch, SHORT)
+    env = _env(SHORT)
     with trio.fail_after(60) as limit:
         async with trio.open_nursery() as web:
             async with start_api(store, web, tmp_path, env, settings=SETTINGS_ONE) as api:
@@ -151,9 +146,9 @@ async def test_a_stream_that_stops_reading_is_closed_at_the_write_deadline_and_f
 
 
 async def test_shutdown_with_a_stream_that_stops_reading_ends_within_grace_and_the_deadline(
-    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, closes: _Closes
+    store: Any, tmp_path: Path, closes: _Closes
 ) -> None:
-    env = _wire(monkeypatch, LONG)
+    env = _env(LONG)
     with trio.fail_after(60) as limit:
         async with trio.open_nursery() as web:
             async with start_api(store, web, tmp_path, env, settings=SETTINGS_ONE) as api:
@@ -174,10 +169,9 @@ async def test_a_plain_client_that_never_reads_its_responses_is_closed_at_the_wr
     store: Any,
     nursery: trio.Nursery,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     closes: _Closes,
 ) -> None:
-    env = _wire(monkeypatch, SHORT)
+    env = _env(SHORT)
     async with start_api(store, nursery, tmp_path, env) as api:
         size = len((await api.client.get("/openapi.json")).content)
         requests = 40  # pipelined, ~2 MB of answers
