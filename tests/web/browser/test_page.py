@@ -79,13 +79,23 @@ def test_an_alert_from_the_page_fires_on_the_chart(live_engine: LiveEngine, page
     walk(live_engine, "BTCUSDT", ["69000.5", "69250", "69600.75", "69800"], 0.4)
     expect(page.locator("#last-price")).to_have_text("69,800")
 
+    # A symbol the exchange cannot spell: the stream refuses it, the chart stays on BTCUSDT.
+    watch = page.locator("#watch-form")
+    watch.locator("[name=symbol]").fill("NOT A SYMBOL!")
+    watch.locator("button[type=submit]").click()
+    expect(page.locator(".toast.error")).to_contain_text("symbol")
+    expect(watch.locator("[name=symbol]")).to_have_value("BTCUSDT")
+    live_engine.push("BTCUSDT", "69850")
+    expect(page.locator("#last-price")).to_have_text("69,850")
+    expect(page.locator("#chart-title")).to_have_text("BTCUSDT · binance")
+
     # The hint says which direction the engine would infer from the last price.
     form = page.locator("#create-form")
     form.locator("[name=direction]").select_option("")
-    form.locator("[name=target_price]").fill("69799.99")
-    expect(page.locator("#direction-hint")).to_contain_text("Last price 69,800.")
+    form.locator("[name=target_price]").fill("69849.99")
+    expect(page.locator("#direction-hint")).to_contain_text("Last price 69,850.")
     expect(page.locator("#direction-hint")).to_contain_text('it will be "below"')
-    form.locator("[name=target_price]").fill("69800")
+    form.locator("[name=target_price]").fill("69850")
     expect(page.locator("#direction-hint")).to_contain_text('it will be "above"')
     form.locator("[name=target_price]").fill("")
 

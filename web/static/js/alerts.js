@@ -224,6 +224,7 @@ export class CreateForm extends EventTarget {
     if (chosen.length !== boxes.length) body.channels = chosen;
     try {
       const alert = await this.session.request("POST", "/api/alerts", body);
+      this.form.elements.symbol.value = alert.symbol; // the exchange's own spelling
       this.form.elements.target_price.value = "";
       this.form.elements.name.value = "";
       this.hint.textContent = "";

@@ -133,10 +133,13 @@ function offer(choices) {
 
 // --- the chart and the live stream -----------------------------------------------------------
 
+let asked = null; // a symbol asked for and not yet subscribed: refused, the chart goes back
+
 function watch(exchange, symbol) {
   const form = byId("watch-form");
   form.elements.exchange.value = exchange;
   form.elements.symbol.value = symbol;
+  asked = { exchange, symbol };
   stream.watch([{ exchange, symbol }]);
 }
 
@@ -156,6 +159,7 @@ stream.addEventListener("state", (event) => {
 
 stream.addEventListener("subscribed", (event) => {
   const [first] = event.detail.symbols;
+  if (first) asked = null;
   if (!first || chart.is(first.exchange, first.symbol)) return;
   watched = first;
   sessionStorage.setItem(WATCHED_KEY, JSON.stringify(first));
@@ -169,7 +173,15 @@ stream.addEventListener("subscribed", (event) => {
   drawAlerts();
 });
 
-stream.addEventListener("error", (event) => toast(toasts, "Live stream", event.detail.detail, "error"));
+stream.addEventListener("error", (event) => {
+  toast(toasts, "Live stream", event.detail.detail, "error");
+  if (asked === null) return;
+  // The symbol asked for was refused: watch the one shown again (or nothing).
+  asked = null;
+  stream.refused(); // nothing of that request holds on the server
+  if (watched) watch(watched.exchange, watched.symbol);
+  asked = null;
+});
 
 stream.addEventListener("history", (event) => {
   const { exchange, symbol, points } = event.detail;
@@ -189,6 +201,7 @@ stream.addEventListener("price", (event) => {
 
 function showPrice(price) {
   last.price = price;
+  looked.clear(); // prices move: a hint asks again rather than trust an older answer
   byId("last-price").textContent = decimal(price);
   createForm.explain();
 }

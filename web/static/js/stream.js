@@ -51,6 +51,12 @@ export class LiveStream extends EventTarget {
     if (added.length) this.send({ type: "subscribe", symbols: added });
   }
 
+  /** The last subscribe was refused (the server kept nothing of it): forget its symbols here
+   * too, without asking the server to unsubscribe what it never had. */
+  refused() {
+    this.symbols.clear();
+  }
+
   send(message) {
     if (this.socket && this.socket.readyState === WebSocket.OPEN && this.socket.authed) {
       this.socket.send(JSON.stringify(message));
