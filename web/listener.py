@@ -119,11 +119,14 @@ class _Connection(TCPServer):
         head_timeout_s: float,
         send_timeout_s: float,
         headless: dict[_Connection, None],
+        gone: dict[_Connection, None],
     ) -> None:
         super().__init__(*args)
         self._head_timeout_s = head_timeout_s
         self._send_timeout_s = send_timeout_s
         self._headless = headless
+        self._gone = gone
+        self.scope = trio.CancelScope()  # serve runs the connection in it: see _read_data
         self._served = False
         self._waiting = trio.CancelScope()
 
@@ -169,6 +172,14 @@ class _Connection(TCPServer):
     async def _read_data(self) -> None:
         await super()._read_data()
         await self.idle_task.stop()
+        # The client is gone, but hypercorn's connection lasts as long as its task group, where
+        # a WebSocket's ping loop sleeps up to its whole interval (15 s) before it sees the
+        # close: a shutdown's drain would wait for it to the end of the grace. Once shutting
+        # down, such a connection is ended at once (here, or by serve when the shutdown comes
+        # later): nothing in it can reach its client any more.
+        self._gone[self] = None
+        if self.context.terminated.is_set():
+            self.scope.cancel()
 
     async def _idle_timeout(self) -> None:
         # hypercorn's own, but the first wait (from accept to a complete head) is the head's.
@@ -209,20 +220,25 @@ async def serve(
     context = WorkerContext(None)
     slots = trio.Semaphore(max_connections)
     headless: dict[_Connection, None] = {}  # connections yet to send a head, oldest first
+    gone: dict[_Connection, None] = {}  # connections whose client left, their tasks not yet done
 
     async def connection(stream: trio.SocketStream) -> None:
+        handler = _Connection(
+            wrapped,
+            config,
+            context,
+            ConnectionState(lifespan_state.copy()),
+            stream,
+            head_timeout_s=head_timeout_s,
+            send_timeout_s=send_timeout_s,
+            headless=headless,
+            gone=gone,
+        )
         try:
-            await _Connection(
-                wrapped,
-                config,
-                context,
-                ConnectionState(lifespan_state.copy()),
-                stream,
-                head_timeout_s=head_timeout_s,
-                send_timeout_s=send_timeout_s,
-                headless=headless,
-            ).run()
+            with handler.scope:
+                await handler.run()
         finally:
+            gone.pop(handler, None)
             slots.release()
 
     async def accept(listener: trio.SocketListener, handlers: trio.Nursery) -> None:
@@ -271,6 +287,8 @@ async def serve(
                 for listener in listeners:
                     listener.socket.close()  # new clients are refused, not left in the backlog
                 await context.terminated.set()
+                for handler in list(gone):  # their clients left: nothing to drain (_read_data)
+                    handler.scope.cancel()
                 handlers.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()

@@ -25,12 +25,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
-import web.server
 from tests.web.browser.harness import LiveEngine, PageWatch
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 10_000
-WS_PING_TEST_S = 0.5  # see quick_ws_pings
 VIEWPORT: ViewportSize = {"width": 1280, "height": 900}
 # Quiet and offline: nothing fetched in the background (component updates, field trials, sync),
 # no GPU process (headless on a server), no QUIC probing.
@@ -97,15 +95,6 @@ def page(browser: Browser) -> Iterator[Page]:
     finally:
         context.close()  # events still in flight are delivered before it returns
     assert watch.errors == [], "\n".join(watch.errors)
-
-
-@pytest.fixture(autouse=True)
-def quick_ws_pings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Engines started here ping their WebSockets every ``WS_PING_TEST_S``. Hypercorn's ping
-    loop sees that a socket has closed only after each sleep, so a stream closed less than
-    ``web.server.WS_PING_S`` (15 s) ago holds the engine's shutdown for the whole grace (5 s):
-    every test whose page had signed in took 5 s more to stop, now a fraction of a second."""
-    monkeypatch.setattr(web.server, "WS_PING_S", WS_PING_TEST_S)
 
 
 @pytest.fixture
