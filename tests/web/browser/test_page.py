@@ -33,6 +33,14 @@ def sign_up(page: Page, base_url: str, username: str) -> None:
     expect(page.locator("#live")).to_have_text("live")
 
 
+def sign_in(page: Page, username: str, password: str = PASSWORD) -> None:
+    """Fill and send the sign-in form of a page that shows it."""
+    form = page.locator("#sign-in-form")
+    form.locator("[name=username]").fill(username)
+    form.locator("[name=password]").fill(password)
+    form.locator("button[type=submit]").click()
+
+
 def create_alert(page: Page, symbol: str, target: str, direction: str, name: str) -> None:
     form = page.locator("#create-form")
     form.locator("[name=symbol]").fill(symbol)
@@ -131,14 +139,10 @@ def test_a_wrong_password_is_refused_on_the_page(live_engine: LiveEngine, page: 
     sign_up(page, live_engine.base_url, "bob")
     page.click("#sign-out")
     expect(page.locator("#auth-view")).to_be_visible()
-    form = page.locator("#sign-in-form")
-    form.locator("[name=username]").fill("bob")
-    form.locator("[name=password]").fill("not the password")
-    form.locator("button[type=submit]").click()
+    sign_in(page, "bob", "not the password")
     expect(page.locator("#auth-error")).to_have_text(re.compile(r"\S"))
     expect(page.locator("#app-view")).to_be_hidden()
-    form.locator("[name=password]").fill(PASSWORD)
-    form.locator("button[type=submit]").click()
+    sign_in(page, "bob")
     expect(page.locator("#who")).to_have_text("bob")
 
 
@@ -158,10 +162,7 @@ def test_pages_filters_and_a_chart_that_opens_full(live_engine: LiveEngine, page
         assert client.delete("/api/alerts/1", headers=headers).status_code == 200
 
     page.goto(live_engine.base_url + "/")
-    form = page.locator("#sign-in-form")
-    form.locator("[name=username]").fill("hana")
-    form.locator("[name=password]").fill(PASSWORD)
-    form.locator("button[type=submit]").click()
+    sign_in(page, "hana")
     expect(page.locator("#page-info")).to_have_text("page 1 of 2 · 25 alerts")
     expect(page.locator("#alerts tbody tr")).to_have_count(20)
     expect(page.locator("#alerts tbody tr td.name").first).to_have_text("eth 24")  # newest first
@@ -214,8 +215,5 @@ def test_the_next_person_in_the_tab_sees_nothing_of_the_last(
     assert "jack's secret plan" not in page.content()
     # It did fire: Jack, back, sees it so.
     page.click("#sign-out")
-    form = page.locator("#sign-in-form")
-    form.locator("[name=username]").fill("jack")
-    form.locator("[name=password]").fill(PASSWORD)
-    form.locator("button[type=submit]").click()
+    sign_in(page, "jack")
     expect(row(page, "jack's secret plan").locator(".status")).to_have_text("fired")
