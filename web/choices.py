@@ -55,13 +55,10 @@ def choices_of(ctx: Parts) -> dict[str, Any]:
         ],
         "channels": list(channel_kinds(ctx)),
         "destination_kinds": list(ctx.delivery.destination_kinds),
-        "account_confirmation": _confirms_account(ctx),
+        # Some enabled sink mails the account only once its address is confirmed: the rule
+        # the fire recorder follows (Delivery.fire_channels).
+        "account_confirmation": bool(ctx.delivery.fire_channels().confirmed_account),
     }
-
-
-def _confirms_account(ctx: Parts) -> bool:
-    email = ctx.config.sinks.get("email", {})
-    return bool(email.get("enabled") and email.get("confirm_account"))
 
 
 def routes(ctx: Parts) -> list[Route]:

@@ -143,11 +143,10 @@ class Streams:
         reconnects to the next engine at once, rather than finding its socket cut at the end
         of the drain), and no new one is admitted."""
         self.going_away = True
-        for clients in self._by_user.values():
-            for client in clients:
-                if not client.dropped.is_set():  # one already ending keeps its own reason
-                    client.close_with = (GOING_AWAY, "the server is shutting down")
-                    client.dropped.set()
+        for client in self:
+            if not client.dropped.is_set():  # one already ending keeps its own reason
+                client.close_with = (GOING_AWAY, "the server is shutting down")
+                client.dropped.set()
 
     def __len__(self) -> int:
         return self._count

@@ -358,7 +358,7 @@ class Delivery:
                 for n in names
                 if self.sinks[n].reaches_account and self.sinks[n].config.get("confirm_account")
             ),
-            destinations=tuple(n for n in names if self.sinks[n].takes_destinations),
+            destinations=self.destination_kinds,
         )
 
     def wake(self) -> None:
