@@ -23,11 +23,10 @@ export class PriceChart {
   constructor(container, legend) {
     this.container = container;
     this.legend = legend;
-    this.live = new Map(); // alert id -> the live alert drawn as a line
+    this.live = new Map(); // alert id -> {alert, line}: a live alert and its price line (or null)
     this.library = window.LightweightCharts || null;
     this.key = null;
     this.times = []; // the series' times (epoch seconds), ascending
-    this.lines = new Map(); // alert id -> price line
     this.fires = new Map(); // alert id -> {time, direction, name}
     this.precision = 2;
     if (!this.library) return;
@@ -61,10 +60,7 @@ export class PriceChart {
   show(exchange, symbol) {
     this.key = `${exchange}/${symbol}`;
     this.times = [];
-    this.fires.clear();
-    this.live.clear();
-    for (const line of this.lines.values()) this.series?.removePriceLine(line);
-    this.lines.clear();
+    this.forget();
     this.describe();
     if (!this.available) return;
     this.series.setData([]);
@@ -116,10 +112,7 @@ export class PriceChart {
 
   /** Lines for the live alerts of this symbol, markers for the fired ones. */
   alerts(list) {
-    for (const line of this.lines.values()) this.series?.removePriceLine(line);
-    this.lines.clear();
-    this.fires.clear();
-    this.live.clear();
+    this.forget();
     for (const alert of list) {
       if (alert.status === "created") this.line(alert);
       else if (alert.status === "triggered" && alert.triggered_at) {
@@ -134,28 +127,31 @@ export class PriceChart {
     this.redraw();
   }
 
+  /** Every line and fire goes (another symbol, or a fresh list of alerts). */
+  forget() {
+    for (const { line } of this.live.values()) if (line) this.series.removePriceLine(line);
+    this.live.clear();
+    this.fires.clear();
+  }
+
   line(alert) {
-    this.live.set(alert.id, alert);
-    if (!this.available) return;
-    const label = alert.name || `#${alert.id}`;
-    this.lines.set(
-      alert.id,
-      this.series.createPriceLine({
-        price: Number(alert.target_price),
-        color: alert.direction === "above" ? UP : DOWN,
-        lineWidth: 1,
-        lineStyle: this.library.LineStyle.Dashed,
-        axisLabelVisible: true,
-        title: label,
-      })
-    );
+    const line = !this.available
+      ? null
+      : this.series.createPriceLine({
+          price: Number(alert.target_price),
+          color: alert.direction === "above" ? UP : DOWN,
+          lineWidth: 1,
+          lineStyle: this.library.LineStyle.Dashed,
+          axisLabelVisible: true,
+          title: alert.name || `#${alert.id}`,
+        });
+    this.live.set(alert.id, { alert, line });
   }
 
   /** One of the person's alerts fired on this symbol: its line goes, a marker stays. */
   fired(event, name) {
-    const line = this.lines.get(event.alert_id);
-    if (line) this.series.removePriceLine(line);
-    this.lines.delete(event.alert_id);
+    const drawn = this.live.get(event.alert_id);
+    if (drawn?.line) this.series.removePriceLine(drawn.line);
     this.live.delete(event.alert_id);
     const time = Math.floor(event.triggered_at / 1000);
     this.price(time, event.price);
@@ -191,7 +187,7 @@ export class PriceChart {
     if (!range || !range.priceRange || !this.live.size) return range;
     let { minValue, maxValue } = range.priceRange;
     const middle = (minValue + maxValue) / 2;
-    for (const alert of this.live.values()) {
+    for (const { alert } of this.live.values()) {
       const target = Number(alert.target_price);
       if (Math.abs(target - middle) > NEAR * middle) continue;
       minValue = Math.min(minValue, target);
@@ -203,7 +199,7 @@ export class PriceChart {
   /** The legend: each line and each fire in words. */
   describe() {
     const items = [];
-    for (const alert of this.live.values()) {
+    for (const { alert } of this.live.values()) {
       items.push(
         el(
           "li",
