@@ -131,6 +131,17 @@ class _PortZeroController(Controller):
         super()._trigger_server()
 
 
+def start_smtp(handler: MailRecorder, port: int = 0, **options: Any) -> Controller:
+    """A started aiosmtpd server on 127.0.0.1 (``port`` 0: one the system picks, read back into
+    ``.port``), in a thread of its own with its own asyncio loop. Blocks while it starts: call
+    it from a worker thread in async tests. ``options`` go to aiosmtpd's ``Controller``."""
+    controller = _PortZeroController(
+        handler, hostname="127.0.0.1", port=port, loop=asyncio.SelectorEventLoop(), **options
+    )
+    controller.start()
+    return controller
+
+
 @dataclass(frozen=True)
 class TlsFiles:
     """A private CA, the PEM of its certificate, and a server context it signed."""
@@ -191,16 +202,9 @@ def mail_server() -> Iterator[MailServerFactory]:
 
         def begin() -> Controller:
             # In a thread: the server's asyncio loop is its own, not the test's trio-asyncio one.
-            controller = _PortZeroController(
-                handler,
-                hostname="127.0.0.1",
-                port=0,
-                loop=asyncio.SelectorEventLoop(),
-                ssl_context=tls,
-                server_hostname="mail.test",
-                **smtp_options,
+            controller = start_smtp(
+                handler, ssl_context=tls, server_hostname="mail.test", **smtp_options
             )
-            controller.start()
             started.append(controller)
             return controller
 

@@ -8,7 +8,6 @@ never twice when nothing failed, never lost across an outage or a ``kill -9``.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -21,14 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
-from aiosmtpd.controller import Controller
 
 from engine.app import Engine, run_engine
 from engine.config import Config
 from engine.feeds.testing import ExchangeServer, read_binance_request, serve_exchange
 from engine.plugins.registry import load_registry
 from engine.store.outbox import NotificationState
-from tests.sinks.conftest import MailRecorder, MailServerFactory
+from tests.sinks.conftest import MailRecorder, MailServerFactory, start_smtp
 from tests.sinks.webhook_receiver import Reply, WebhookReceiver
 from tests.test_end_to_end import login, trade
 
@@ -126,16 +124,6 @@ async def fire(server: ExchangeServer, price: str, trade_id: int) -> None:
     await server.send_for("BTCUSDT", trade("BTCUSDT", price, trade_id))
 
 
-def start_smtp_on(port: int, handler: MailRecorder) -> Controller:
-    """An aiosmtpd server on a chosen port (the engine was configured for it while it was
-    down), in a thread of its own with its own asyncio loop."""
-    controller = Controller(
-        handler, hostname="127.0.0.1", port=port, loop=asyncio.SelectorEventLoop()
-    )
-    controller.start()
-    return controller
-
-
 async def test_smtp_down_at_the_fire_and_up_later_delivers_once(
     tmp_path: Path, database: str
 ) -> None:
@@ -158,7 +146,7 @@ async def test_smtp_down_at_the_fire_and_up_later_delivers_once(
                     )
                     (email,) = [n for n in failed if n.channel == "email"]
                     assert email.state == "pending" and email.last_error
-                    controller = await trio.to_thread.run_sync(start_smtp_on, port, handler)
+                    controller = await trio.to_thread.run_sync(start_smtp, handler, port)
                     notes = await until_notes(
                         engine,
                         alert_id,

@@ -8,7 +8,6 @@ allow private addresses, as a local deployment would be)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -20,7 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from engine.config import Config
-from tests.sinks.conftest import MailRecorder, _PortZeroController
+from tests.sinks.conftest import MailRecorder, start_smtp
 from tests.web.browser.harness import LiveEngine, shot
 from tests.web.browser.test_page import HOSTILE, sign_up
 
@@ -109,10 +108,7 @@ def test_a_webhook_destination_from_the_page(
 def smtp() -> Iterator[tuple[int, MailRecorder]]:
     """A real SMTP server (aiosmtpd, in its own thread and loop): its port and what it got."""
     recorder = MailRecorder()
-    controller = _PortZeroController(
-        recorder, hostname="127.0.0.1", port=0, loop=asyncio.SelectorEventLoop()
-    )
-    controller.start()
+    controller = start_smtp(recorder)
     try:
         yield controller.port, recorder
     finally:
