@@ -268,40 +268,28 @@ class _Stamps:
             await self._reached.wait()
 
 
-class StampedConsole(ConsoleSink):
+class _Stamped:
+    """Mixed in before a sink: notes when each ``deliver`` of that sink returned."""
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)  # the sink's own __init__
+        self.stamps = _Stamps()
+
+    async def deliver(self, note: Notification) -> None:
+        await super().deliver(note)  # the sink's own deliver
+        self.stamps.add(note.alert_id)
+
+
+class StampedConsole(_Stamped, ConsoleSink):
     """The console sink, noting when each ``deliver`` returned."""
 
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.stamps = _Stamps()
 
-    async def deliver(self, note: Notification) -> None:
-        await super().deliver(note)
-        self.stamps.add(note.alert_id)
-
-
-class StampedWebhook(WebhookSink):
+class StampedWebhook(_Stamped, WebhookSink):
     """The webhook sink, noting when each ``deliver`` returned."""
 
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.stamps = _Stamps()
 
-    async def deliver(self, note: Notification) -> None:
-        await super().deliver(note)
-        self.stamps.add(note.alert_id)
-
-
-class StampedEmail(EmailSink):
+class StampedEmail(_Stamped, EmailSink):
     """The email sink, noting when each ``deliver`` returned."""
-
-    def __init__(self, config: Any = None) -> None:
-        super().__init__(config)
-        self.stamps = _Stamps()
-
-    async def deliver(self, note: Notification) -> None:
-        await super().deliver(note)
-        self.stamps.add(note.alert_id)
 
 
 class _CommitClock:
